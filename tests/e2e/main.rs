@@ -10,6 +10,7 @@ mod support;
 
 mod auth;
 mod faults;
+mod fixtures;
 mod offline;
 mod pull;
 mod store;
