@@ -1,0 +1,124 @@
+//! Command-line interface: one module per command, docker's names and flags.
+
+mod images;
+mod login;
+mod progress;
+mod prune;
+mod pull;
+mod rmi;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use farm_puller::registry::RegistryOptions;
+use farm_puller::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "farm", version, about = "Pull and run container images without Docker", long_about = None)]
+pub struct Cli {
+    /// Where farm keeps images and state [default: /var/lib/farm for root, else ~/.local/share/farm]
+    #[arg(long, global = true, env = "FARM_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// A registry (host[:port]) that may be reached over plain HTTP; loopback always may
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST",
+        env = "FARM_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download an image from a registry (or an oci: / docker-archive: source)
+    Pull(pull::PullArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Remove one or more images (their content goes at the next prune)
+    Rmi(rmi::RmiArgs),
+    /// Remove blobs and snapshots that no image references
+    Prune(prune::PruneArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
+}
+
+/// Docker's exit code for an error of the tool itself (not of a container).
+pub const EXIT_FARM_ERROR: u8 = 125;
+
+/// Run the parsed command; the returned code is the process exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let globals = Globals {
+        root: cli.root.unwrap_or_else(default_root),
+        insecure: cli.insecure_registries,
+    };
+    match cli.command {
+        Command::Pull(args) => pull::run(&globals, args).await,
+        Command::Images(args) => images::run(&globals, args),
+        Command::Rmi(args) => rmi::run(&globals, args),
+        Command::Prune(args) => prune::run(&globals, args),
+        Command::Login(args) => login::login(&globals, args).await,
+        Command::Logout(args) => login::logout(&globals, args),
+    }
+}
+
+/// What every command needs: where the store is and how to reach registries.
+#[derive(Debug)]
+pub struct Globals {
+    root: PathBuf,
+    insecure: Vec<String>,
+}
+
+impl Globals {
+    fn open_store(&self) -> Result<Store> {
+        Store::open(&self.root)
+            .with_context(|| format!("cannot open the farm store at {}", self.root.display()))
+    }
+
+    /// farm's own credential store, written by `farm login`.
+    fn auth_file(&self) -> PathBuf {
+        self.root.join("auth.json")
+    }
+
+    fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure.clone(),
+            credentials: None,
+            auth_file: Some(self.auth_file()),
+            docker_config: None,
+        }
+    }
+}
+
+fn default_root() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/farm");
+    }
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("farm"),
+        _ => std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".local/share/farm"))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/farm")),
+    }
+}
+
+/// The error and its causes on one line: `pulling x: layer y: ...`.
+pub fn render_error(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        // thiserror's `transparent` repeats the inner message; skip exact repeats.
+        if parts.last().is_none_or(|last| !last.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
