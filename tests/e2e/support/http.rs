@@ -52,10 +52,11 @@ pub fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
+/// The first line and the headers of a request or response.
+type Head = (String, Vec<(String, String)>);
+
 /// Read lines up to the blank line; `None` on a clean EOF before any byte.
-fn read_head_lines(
-    reader: &mut impl BufRead,
-) -> io::Result<Option<(String, Vec<(String, String)>)>> {
+fn read_head_lines(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut first = String::new();
     if reader.read_line(&mut first)? == 0 {
         return Ok(None);
