@@ -156,9 +156,16 @@ impl Store {
                 ),
             });
         }
-        if meta.permissions().mode() & 0o077 != 0 {
-            // Image content and records are for root (farm) only.
-            fs::set_permissions(root, fs::Permissions::from_mode(0o700)).map_err(io_err(root))?;
+        if meta.permissions().mode() & 0o022 != 0 {
+            // Another user could swap the folders below it; an existing root is never chmod-ed
+            // behind the user's back (it might be a folder they did not mean).
+            return Err(StoreError::Io {
+                path: root.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("the farm root is writable by other users; run `chmod 700 {}` or choose another root", root.display()),
+                ),
+            });
         }
         let images = root.join("images");
         fs::DirBuilder::new()
@@ -493,20 +500,22 @@ fn resolve(
     if let Some(i) = records.iter().position(|r| r.name == query) {
         return Ok(Found::Name(i));
     }
-    let id_like = looks_like_id(query);
-    // A bare hex string is tried as an id first: as a name it would be `docker.io/library/<hex>`.
-    if !id_like {
+    // As docker: a full id first, then a name, then an id prefix (so `farm run abcd` prefers
+    // an image named `abcd` to one whose id starts with abcd).
+    let hex = query.strip_prefix("sha256:").unwrap_or(query);
+    if hex.len() == 64 {
+        if let Some(found) = resolve_id(records, query)? {
+            return Ok(found);
+        }
+    }
+    // `sha256:abcd` would parse as the name `sha256` with the tag `abcd`.
+    if !query.starts_with("sha256:") {
         if let Some(found) = resolve_name(records, query, normalize) {
             return Ok(found);
         }
     }
     if let Some(found) = resolve_id(records, query)? {
         return Ok(found);
-    }
-    if id_like {
-        if let Some(found) = resolve_name(records, query, normalize) {
-            return Ok(found);
-        }
     }
     Err(StoreError::NoSuchImage(format!(
         "{query}; `farm images` lists the images in the store, `farm pull {query}` fetches it"
@@ -693,6 +702,16 @@ mod tests {
     }
 
     #[test]
+    fn open_refuses_a_root_others_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(dir.path()).unwrap();
+    }
+
+    #[test]
     fn records_put_get_list_remove_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -732,11 +751,19 @@ mod tests {
         let id = a.id().clone();
         assert_eq!(store.image(&id.to_string()).unwrap(), a);
         assert_eq!(store.image(id.hex()).unwrap(), a);
-        assert_eq!(store.image(id.short()).unwrap(), a);
-        assert_eq!(store.image(&id.hex()[..4]).unwrap(), a);
         assert_eq!(store.image(&a.manifest_digest.to_string()).unwrap(), a);
-        // Too short for an id prefix, and not a name (no normalization in this test).
+        assert_eq!(store.image(&format!("sha256:{}", id.short())).unwrap(), a);
+        // Prefixes are tried after names: without normalization in this test.
         let records = store.images().unwrap();
+        assert_eq!(
+            resolve(&records, id.short(), &no_normalize).unwrap(),
+            Found::Id(vec![0])
+        );
+        assert_eq!(
+            resolve(&records, &id.hex()[..4], &no_normalize).unwrap(),
+            Found::Id(vec![0])
+        );
+        // Too short for an id prefix, and not a name.
         assert!(matches!(
             resolve(&records, &id.hex()[..3], &no_normalize),
             Err(StoreError::NoSuchImage(_))
@@ -787,7 +814,9 @@ mod tests {
         for r in [&a1, &a2, &b] {
             store.put_image(r).unwrap();
         }
-        let removed = store.remove_image(a1.id().short()).unwrap();
+        let removed = store
+            .remove_matching(a1.id().short(), &no_normalize)
+            .unwrap();
         assert_eq!(removed, vec![a1, a2]);
         assert_eq!(store.images().unwrap(), vec![b]);
     }
@@ -820,6 +849,23 @@ mod tests {
         );
         let wrong_repo = format!("localhost:5000/team/other@{}", b.manifest_digest);
         assert!(resolve(&records, &wrong_repo, &fake_normalize).is_err());
+        // A name wins over an id prefix, as in docker.
+        let prefix = a.id().hex()[..6].to_owned();
+        let named = record(
+            &format!("docker.io/library/{prefix}:latest"),
+            b"config-c",
+            &[],
+        );
+        let records = vec![a.clone(), named];
+        let normalize_prefix = |input: &str| Some(format!("docker.io/library/{input}:latest"));
+        assert_eq!(
+            resolve(&records, &prefix, &normalize_prefix).unwrap(),
+            Found::Name(1)
+        );
+        assert_eq!(
+            resolve(&records, &prefix, &no_normalize).unwrap(),
+            Found::Id(vec![0])
+        );
         assert_eq!(strip_tag("localhost:5000/a/b:tag"), "localhost:5000/a/b");
         assert_eq!(strip_tag("localhost:5000/a/b"), "localhost:5000/a/b");
     }
