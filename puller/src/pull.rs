@@ -161,7 +161,10 @@ pub async fn pull(
     };
     let manifest = &resolved.manifest;
     let layers = &manifest.layers;
-    let total_bytes = layers.iter().map(|l| l.size).sum();
+    // Sizes come from the manifest: never trust them not to overflow.
+    let total_bytes = layers
+        .iter()
+        .fold(0u64, |sum, l| sum.saturating_add(l.size));
     progress.event(PullEvent::Resolved {
         name: name.clone(),
         manifest_digest: resolved.manifest_digest.clone(),
@@ -191,6 +194,17 @@ pub async fn pull(
         .content
         .read_document(&config_desc.digest, MAX_DOCUMENT_BYTES)?;
     let config = image::parse_config(&config_body, &config_desc.digest, layers.len())?;
+    if config.diff_ids.len() != layers.len() {
+        return Err(image::ImageError::InvalidConfig {
+            digest: config_desc.digest.clone(),
+            reason: format!(
+                "it lists {} diff IDs for the manifest's {} layers",
+                config.diff_ids.len(),
+                layers.len()
+            ),
+        }
+        .into());
+    }
     let chain_ids = image::chain_ids(&config.diff_ids);
     let compressions = layers
         .iter()
