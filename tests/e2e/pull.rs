@@ -95,8 +95,8 @@ fn docker_schema2_pull_by_digest_and_quiet_output() {
     run.assert_ok();
     assert_eq!(
         run.stdout.trim(),
-        image.manifest_digest,
-        "-q prints only the manifest digest"
+        format!("{}/e2e/docker:latest", registry.host()),
+        "-q prints only the image name, as docker pull -q does"
     );
 
     let by_digest = format!("{}/e2e/docker@{}", registry.host(), image.manifest_digest);
