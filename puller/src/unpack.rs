@@ -59,7 +59,9 @@ pub struct ImageBudget {
 
 impl ImageBudget {
     pub fn new(max_image_bytes: u64) -> ImageBudget {
-        ImageBudget { remaining: AtomicU64::new(max_image_bytes) }
+        ImageBudget {
+            remaining: AtomicU64::new(max_image_bytes),
+        }
     }
 }
 
