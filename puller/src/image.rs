@@ -138,11 +138,13 @@ fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn is_manifest_type(media_type: &str) -> bool {
+/// An image manifest media type (OCI or Docker schema2).
+pub fn is_manifest_type(media_type: &str) -> bool {
     media_type == media_types::OCI_MANIFEST || media_type == media_types::DOCKER_MANIFEST
 }
 
-fn is_index_type(media_type: &str) -> bool {
+/// An index or Docker manifest list media type.
+pub fn is_index_type(media_type: &str) -> bool {
     media_type == media_types::OCI_INDEX || media_type == media_types::DOCKER_MANIFEST_LIST
 }
 
