@@ -209,15 +209,15 @@ impl Layout {
             .into());
         }
         let (file, _, shown) = self.open_blob(digest)?;
-        let bytes = read_bounded(file, descriptor.size, &shown, "blob").map_err(|_| {
-            invalid(
-                &shown,
-                format!(
-                    "is larger than the {} bytes its descriptor declares",
-                    descriptor.size
-                ),
-            )
-        })?;
+        let bytes = read_bounded(
+            file,
+            descriptor.size,
+            &shown,
+            &format!(
+                "the blob (its descriptor declares {} bytes)",
+                descriptor.size
+            ),
+        )?;
         if bytes.len() as u64 != descriptor.size {
             return Err(invalid(
                 &shown,
@@ -492,6 +492,44 @@ struct ArchiveFile {
 struct ArchiveScan {
     manifest_json: Option<Vec<u8>>,
     files: HashMap<String, ArchiveFile>,
+    /// Symlinks inside the archive (old `docker save` links duplicate layers), name to
+    /// normalized target. Only followed to regular files of the archive itself.
+    links: HashMap<String, String>,
+}
+
+/// Most symlink hops followed inside an archive.
+const MAX_LINK_HOPS: usize = 8;
+
+/// The archive-relative target of a symlink `name -> target`; None when it is absolute
+/// or climbs out of the archive.
+fn resolve_link(name: &str, target: &Path) -> Option<String> {
+    let mut parts: Vec<&str> = name.split('/').collect();
+    parts.pop();
+    for component in target.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+impl ArchiveScan {
+    /// The regular file `name` names, following symlinks inside the archive.
+    fn resolve(&self, name: &str) -> Option<(String, &ArchiveFile)> {
+        let mut name = name.to_owned();
+        for _ in 0..=MAX_LINK_HOPS {
+            if let Some(file) = self.files.get(&name) {
+                return Some((name, file));
+            }
+            name = self.links.get(&name)?.clone();
+        }
+        None
+    }
 }
 
 /// One entry of a docker archive's `manifest.json`.
@@ -525,28 +563,41 @@ fn scan_archive(path: &Path) -> Result<ArchiveScan, OfflineError> {
     let mut scan = ArchiveScan {
         manifest_json: None,
         files: HashMap::new(),
+        links: HashMap::new(),
     };
     let mut buf = vec![0u8; COPY_BUFFER];
     for entry in archive.entries().map_err(io_err(path))? {
         let mut entry =
             entry.map_err(|e| invalid(path, format!("not a readable tar archive: {e}")))?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
+        let kind = entry.header().entry_type();
+        if kind != tar::EntryType::Regular && kind != tar::EntryType::Symlink {
             continue;
         }
         let Some(name) = entry.path().ok().as_deref().and_then(normalize_name) else {
             continue;
         };
-        if scan.files.len() >= MAX_ARCHIVE_ENTRIES {
+        if scan.files.len() + scan.links.len() >= MAX_ARCHIVE_ENTRIES {
             return Err(invalid(
                 path,
                 format!("more than {MAX_ARCHIVE_ENTRIES} files: not a docker save archive"),
             ));
         }
-        if scan.files.contains_key(&name) {
+        if scan.files.contains_key(&name) || scan.links.contains_key(&name) {
             return Err(invalid(
                 path,
                 format!("the archive holds {name:?} twice: refusing an ambiguous archive"),
             ));
+        }
+        if kind == tar::EntryType::Symlink {
+            let target = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .and_then(|t| resolve_link(&name, &t));
+            if let Some(target) = target {
+                scan.links.insert(name, target);
+            }
+            continue;
         }
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -723,13 +774,13 @@ pub async fn import_docker_archive(
     let lookup = |name: &str| -> Result<(String, ArchiveFile), OfflineError> {
         let normalized = normalize_name(Path::new(name))
             .ok_or_else(|| invalid(path, format!("manifest.json names an unsafe path {name:?}")))?;
-        let file = scan.files.get(&normalized).ok_or_else(|| {
+        let (resolved, file) = scan.resolve(&normalized).ok_or_else(|| {
             invalid(
                 path,
                 format!("manifest.json names {name:?}, which is not a regular file in the archive"),
             )
         })?;
-        Ok((normalized, file.clone()))
+        Ok((resolved, file.clone()))
     };
     let (config_name, config_file) = lookup(&entry.config)?;
     if config_file.size > MAX_DOCUMENT_BYTES {
@@ -1399,6 +1450,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unsafe path"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn follows_symlinks_inside_docker_archive_only() {
+        let (dir, content) = store();
+        let layer = b"layer bytes".to_vec();
+        let config = json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string(), Digest::of(&layer).to_string()]}})
+        .to_string();
+        let mut archive = tar::Builder::new(Vec::new());
+        add_file(&mut archive, "a/layer.tar", &layer);
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        archive
+            .append_link(&mut header, "b/layer.tar", "../a/layer.tar")
+            .unwrap();
+        add_file(&mut archive, "c.json", config.as_bytes());
+        let manifest = json!([{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["a/layer.tar", "b/layer.tar"]}]);
+        add_file(
+            &mut archive,
+            "manifest.json",
+            manifest.to_string().as_bytes(),
+        );
+        let path = dir.path().join("dedup.tar");
+        fs::write(&path, archive.into_inner().unwrap()).unwrap();
+        let imported = import_docker_archive(&content, &path).await.unwrap();
+        assert_eq!(imported.manifest.layers.len(), 2);
+        assert_eq!(imported.manifest.layers[1].digest, Digest::of(&layer));
+
+        assert_eq!(
+            resolve_link("b/layer.tar", Path::new("../a/layer.tar")).as_deref(),
+            Some("a/layer.tar")
+        );
+        assert_eq!(
+            resolve_link("b/layer.tar", Path::new("../../etc/passwd")),
+            None
+        );
+        assert_eq!(resolve_link("b/layer.tar", Path::new("/etc/passwd")), None);
     }
 
     #[test]
