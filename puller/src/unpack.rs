@@ -59,9 +59,7 @@ pub struct ImageBudget {
 
 impl ImageBudget {
     pub fn new(max_image_bytes: u64) -> ImageBudget {
-        ImageBudget {
-            remaining: AtomicU64::new(max_image_bytes),
-        }
+        ImageBudget { remaining: AtomicU64::new(max_image_bytes) }
     }
 }
 
