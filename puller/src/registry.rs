@@ -1,24 +1,139 @@
 //! The distribution-spec v2 client: manifests, blobs (with resume), auth challenges,
 //! bearer tokens, basic auth, credential lookup (`registry::credentials`).
-//! OWNER: helper "registry". Interface below is fixed; bodies are to be written.
+//!
+//! Invariants:
+//! - The Authorization header goes only to the registry's own origin (scheme, host, port);
+//!   redirects to a CDN get none, and an https → http redirect is refused.
+//! - Credentials go to a token realm only when [`auth::realm_trusted`] says so; other
+//!   realms get anonymous token requests.
+//! - No redirect or realm reaches a link-local or cloud metadata address.
+//! - Every body is read bounded; a manifest is hashed here, never trusted from a header.
+//! - Plain HTTP only for loopback and `options.insecure` hosts, after HTTPS failed.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_RANGE, LOCATION, RANGE, WWW_AUTHENTICATE,
+};
+use reqwest::StatusCode;
+use url::Url;
 
 use crate::content::{ContentError, Ingest};
 use crate::digest::Digest;
 use crate::image::Descriptor;
 use crate::reference::Reference;
-use crate::secret::Credentials;
+use crate::secret::{Credentials, Secret};
 
+pub mod auth;
 pub mod credentials;
+mod http;
+
+use auth::{Challenge, RealmDecision};
+use http::{ReadError, MAX_SMALL_BODY};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    #[error("{0}")]
-    Other(String),
+    #[error("cannot reach registry {host}: {reason}; check the name, the network and any proxy settings")]
+    Connect { host: String, reason: String },
+    #[error("registry {host} did not answer within {seconds} s ({what}); retry later")]
+    Timeout {
+        host: String,
+        what: String,
+        seconds: u64,
+    },
+    #[error("connection to {host} broke while reading {what}: {reason}")]
+    BodyRead {
+        host: String,
+        what: String,
+        reason: String,
+    },
+    #[error("manifest for {reference} not found: check the tag")]
+    ManifestNotFound { reference: String },
+    #[error("repository {repository} not found on {host}: check the name, or run `farm login {host}` if it is private")]
+    NameUnknown { host: String, repository: String },
+    #[error("blob {digest} not found in {repository} on {host}: the image is incomplete on the registry")]
+    BlobNotFound {
+        host: String,
+        repository: String,
+        digest: Digest,
+    },
+    #[error(
+        "access denied to {repository} on {host}: run `farm login {host}` or check the credentials"
+    )]
+    AccessDenied { host: String, repository: String },
+    #[error(
+        "too many requests to {host} (the registry rate-limits pulls): wait a few minutes and retry, or run `farm login {host}` for a higher limit"
+    )]
+    TooManyRequests { host: String },
+    #[error("registry {host} answered {status} for {what}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        host: String,
+        what: String,
+        status: u16,
+        message: Option<String>,
+    },
+    #[error("manifest {reference} is larger than the {max}-byte limit; refusing it")]
+    ManifestTooLarge { reference: String, max: u64 },
+    #[error("manifest {reference} hashes to {actual}, not the requested digest: the registry served different content; refusing it")]
+    ManifestDigestMismatch { reference: String, actual: Digest },
+    #[error("manifest {reference}: the registry's Docker-Content-Digest {header} disagrees with the body's digest {actual}; refusing it")]
+    ContentDigestHeaderMismatch {
+        reference: String,
+        header: Digest,
+        actual: Digest,
+    },
+    #[error("redirect from {host} refused ({what}): {reason}")]
+    RedirectRefused {
+        host: String,
+        what: String,
+        reason: String,
+    },
+    #[error("too many redirects from {host} ({what})")]
+    TooManyRedirects { host: String, what: String },
+    #[error("token realm of {host} refused: {reason}")]
+    RealmRefused { host: String, reason: String },
+    #[error("cannot authenticate to {host}: {reason}")]
+    Auth { host: String, reason: String },
+    #[error("invalid request for {host}: {reason}")]
+    InvalidRequest { host: String, reason: String },
+    #[error("{path}: {reason}")]
+    CredentialsFile { path: PathBuf, reason: String },
+    #[error("credential helper docker-credential-{helper} for {registry}: {reason}")]
+    CredentialHelper {
+        helper: String,
+        registry: String,
+        reason: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the http client: {0}")]
+    Client(String),
     #[error(transparent)]
     Content(#[from] ContentError),
+}
+
+impl RegistryError {
+    /// Worth another attempt: network trouble, 5xx, 408, 429.
+    fn is_retryable(&self) -> bool {
+        match self {
+            RegistryError::Connect { .. }
+            | RegistryError::Timeout { .. }
+            | RegistryError::BodyRead { .. } => true,
+            RegistryError::TooManyRequests { .. } => true,
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 408,
+            _ => false,
+        }
+    }
 }
 
 /// How a [`RegistryClient`] finds and uses registries and credentials.
@@ -46,12 +161,205 @@ pub struct FetchedManifest {
 }
 
 /// A client for any number of registries; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("insecure", &self.inner.options.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Timeouts and retry counts; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Wait for response headers, and between two chunks of a body.
+    idle: Duration,
+    backoff: Duration,
+    attempts: u32,
+}
+
+const MAX_REDIRECTS: usize = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Tokens are reused until this long before they expire.
+const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+const MIN_TOKEN_LIFETIME: u64 = 60;
+
+struct Inner {
+    http: reqwest::Client,
+    options: RegistryOptions,
+    timing: Timing,
+    /// The scheme that worked for each host.
+    schemes: Mutex<HashMap<String, &'static str>>,
+    /// How each host asked to be authenticated.
+    modes: Mutex<HashMap<String, AuthMode>>,
+    /// Bearer tokens by (host, scope).
+    tokens: Mutex<HashMap<(String, String), CachedToken>>,
+    /// Looked-up credentials by registry.
+    credentials: Mutex<HashMap<String, Option<Credentials>>>,
+}
+
 #[derive(Debug, Clone)]
-pub struct RegistryClient {}
+enum AuthMode {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+struct CachedToken {
+    token: Secret,
+    valid_until: Instant,
+}
+
+/// Where a request goes: the registry name (for credentials and messages), the host to
+/// talk to and the repository. The public methods build it from a [`Reference`].
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    registry: String,
+    host: String,
+    repository: String,
+}
+
+impl Target {
+    fn new(registry: &str, host: &str, repository: &str) -> Target {
+        Target {
+            registry: registry.to_owned(),
+            host: host.to_owned(),
+            repository: repository.to_owned(),
+        }
+    }
+
+    fn from_reference(reference: &Reference) -> Target {
+        Target::new(
+            reference.registry(),
+            reference.api_host(),
+            reference.repository(),
+        )
+    }
+
+    fn scope(&self) -> Option<String> {
+        (!self.repository.is_empty()).then(|| format!("repository:{}:pull", self.repository))
+    }
+
+    fn access_denied(&self) -> RegistryError {
+        let repository = if self.repository.is_empty() {
+            "the registry".to_owned()
+        } else {
+            self.repository.clone()
+        };
+        RegistryError::AccessDenied {
+            host: self.registry.clone(),
+            repository,
+        }
+    }
+}
+
+/// Where the credentials for a request come from.
+#[derive(Clone, Copy)]
+enum Creds<'a> {
+    /// Look them up (caller's, auth file, docker config); cache tokens.
+    Lookup,
+    /// Exactly these (`check_login`); no cached token is used.
+    Given(&'a Credentials),
+}
+
+fn valid_repository(repository: &str) -> bool {
+    !repository.is_empty()
+        && repository.len() <= 255
+        && repository.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && part
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn reqwest_reason(e: &reqwest::Error) -> String {
+    // Without the URL: it may carry a token in its query.
+    let mut reason = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !reason.contains(&text) {
+            if !reason.is_empty() {
+                reason.push_str(": ");
+            }
+            reason.push_str(&text);
+        }
+        source = err.source();
+    }
+    let reason = match e.url() {
+        Some(url) => reason.replace(url.as_str(), "<url>"),
+        None => reason,
+    };
+    http::printable(&reason, 300)
+}
+
+enum SendError {
+    /// Connecting to the registry itself (the first hop) failed: may fall back to HTTP.
+    FirstHopConnect(reqwest::Error),
+    Other(RegistryError),
+}
+
+impl From<RegistryError> for SendError {
+    fn from(e: RegistryError) -> SendError {
+        SendError::Other(e)
+    }
+}
 
 impl RegistryClient {
-    pub fn new(_options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
-        todo!()
+    pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
+        let timing = Timing {
+            idle: Duration::from_secs(60),
+            backoff: Duration::from_millis(200),
+            attempts: 5,
+        };
+        RegistryClient::with_timing(options, timing)
+    }
+
+    fn with_timing(
+        options: RegistryOptions,
+        timing: Timing,
+    ) -> Result<RegistryClient, RegistryError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("farm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RegistryError::Client(reqwest_reason(&e)))?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                http,
+                options,
+                timing,
+                schemes: Mutex::default(),
+                modes: Mutex::default(),
+                tokens: Mutex::default(),
+                credentials: Mutex::default(),
+            }),
+        })
     }
 
     /// GET `/v2/<repository>/manifests/<manifest_reference>` (a tag or a digest), bounded to
@@ -59,10 +367,11 @@ impl RegistryClient {
     /// must hash to it.
     pub async fn fetch_manifest(
         &self,
-        _reference: &Reference,
-        _manifest_reference: &str,
+        reference: &Reference,
+        manifest_reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        todo!()
+        self.fetch_manifest_at(&Target::from_reference(reference), manifest_reference)
+            .await
     }
 
     /// Download the blob of `descriptor` into `ingest`, starting at `ingest.offset()` (HTTP
@@ -70,17 +379,1005 @@ impl RegistryClient {
     /// bytes written so far. Does not commit: the caller calls `ingest.commit()`.
     pub async fn fetch_blob(
         &self,
-        _reference: &Reference,
-        _descriptor: &Descriptor,
-        _ingest: &mut Ingest,
-        _progress: &(dyn Fn(u64) + Send + Sync),
+        reference: &Reference,
+        descriptor: &Descriptor,
+        ingest: &mut Ingest,
+        progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), RegistryError> {
-        todo!()
+        self.fetch_blob_at(
+            &Target::from_reference(reference),
+            descriptor,
+            ingest,
+            progress,
+        )
+        .await
     }
 
     /// Check `credentials` against `registry` (`host[:port]`, or `docker.io`): GET /v2/
     /// with basic auth or the token flow. Ok means they were accepted.
-    pub async fn check_login(&self, _registry: &str, _credentials: &Credentials) -> Result<(), RegistryError> {
-        todo!()
+    pub async fn check_login(
+        &self,
+        registry: &str,
+        credentials: &Credentials,
+    ) -> Result<(), RegistryError> {
+        let host = if credentials::normalize_key(registry) == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        self.check_login_at(&Target::new(registry, host, ""), credentials)
+            .await
+    }
+
+    async fn check_login_at(
+        &self,
+        target: &Target,
+        credentials: &Credentials,
+    ) -> Result<(), RegistryError> {
+        let response = self
+            .request(
+                target,
+                "/v2/",
+                "the login check",
+                None,
+                None,
+                Creds::Given(credentials),
+            )
+            .await?;
+        if response.status() == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(self.status_error(target, response, What::Login).await)
+        }
+    }
+
+    async fn fetch_manifest_at(
+        &self,
+        target: &Target,
+        manifest_reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let wanted =
+            if manifest_reference.starts_with("sha256:") || manifest_reference.contains(':') {
+                Some(Digest::parse(manifest_reference).map_err(|e| {
+                    RegistryError::InvalidRequest {
+                        host: target.registry.clone(),
+                        reason: e.to_string(),
+                    }
+                })?)
+            } else {
+                None
+            };
+        if wanted.is_none() && !valid_tag(manifest_reference) {
+            return Err(RegistryError::InvalidRequest {
+                host: target.registry.clone(),
+                reason: format!(
+                    "{:?} is not a valid tag",
+                    http::printable(manifest_reference, 130)
+                ),
+            });
+        }
+        self.check_repository(target)?;
+        let display = if wanted.is_some() {
+            format!(
+                "{}/{}@{manifest_reference}",
+                target.registry, target.repository
+            )
+        } else {
+            format!(
+                "{}/{}:{manifest_reference}",
+                target.registry, target.repository
+            )
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .fetch_manifest_once(target, manifest_reference, wanted.as_ref(), &display)
+                .await
+            {
+                Err(e) if e.is_retryable() && attempt < self.inner.timing.attempts => {
+                    tokio::time::sleep(http::backoff(self.inner.timing.backoff, attempt)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn check_repository(&self, target: &Target) -> Result<(), RegistryError> {
+        if valid_repository(&target.repository) {
+            Ok(())
+        } else {
+            Err(RegistryError::InvalidRequest {
+                host: target.registry.clone(),
+                reason: format!(
+                    "{:?} is not a valid repository name",
+                    http::printable(&target.repository, 260)
+                ),
+            })
+        }
+    }
+
+    async fn fetch_manifest_once(
+        &self,
+        target: &Target,
+        manifest_reference: &str,
+        wanted: Option<&Digest>,
+        display: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let path = format!("/v2/{}/manifests/{manifest_reference}", target.repository);
+        let what = format!("manifest {display}");
+        let response = self
+            .request(
+                target,
+                &path,
+                &what,
+                Some(crate::image::media_types::MANIFEST_ACCEPT),
+                None,
+                Creds::Lookup,
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(self
+                .status_error(target, response, What::Manifest(display))
+                .await);
+        }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| http::printable(v, 200));
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v.trim()).ok());
+        let max = crate::image::MAX_DOCUMENT_BYTES;
+        let body = http::read_bounded(response, max, self.inner.timing.idle)
+            .await
+            .map_err(|e| {
+                self.read_error(target, e, &what, || RegistryError::ManifestTooLarge {
+                    reference: display.to_owned(),
+                    max,
+                })
+            })?;
+        let digest = Digest::of(&body);
+        if let Some(wanted) = wanted {
+            if &digest != wanted {
+                return Err(RegistryError::ManifestDigestMismatch {
+                    reference: display.to_owned(),
+                    actual: digest,
+                });
+            }
+        }
+        if let Some(header) = header_digest {
+            if header != digest {
+                return Err(RegistryError::ContentDigestHeaderMismatch {
+                    reference: display.to_owned(),
+                    header,
+                    actual: digest,
+                });
+            }
+        }
+        Ok(FetchedManifest {
+            body,
+            content_type,
+            digest,
+        })
+    }
+
+    fn read_error(
+        &self,
+        target: &Target,
+        error: ReadError,
+        what: &str,
+        too_large: impl FnOnce() -> RegistryError,
+    ) -> RegistryError {
+        match error {
+            ReadError::TooLarge => too_large(),
+            ReadError::Timeout => RegistryError::Timeout {
+                host: target.registry.clone(),
+                what: what.to_owned(),
+                seconds: self.inner.timing.idle.as_secs(),
+            },
+            ReadError::Body(e) => RegistryError::BodyRead {
+                host: target.registry.clone(),
+                what: what.to_owned(),
+                reason: reqwest_reason(&e),
+            },
+        }
+    }
+
+    async fn fetch_blob_at(
+        &self,
+        target: &Target,
+        descriptor: &Descriptor,
+        ingest: &mut Ingest,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        self.check_repository(target)?;
+        let digest = &descriptor.digest;
+        let size = descriptor.size;
+        let path = format!("/v2/{}/blobs/{digest}", target.repository);
+        let what = format!("blob {digest}");
+        let too_large = || {
+            RegistryError::Content(ContentError::TooLarge {
+                digest: digest.clone(),
+                expected: size,
+            })
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let start = ingest.offset();
+            progress(start);
+            if start == size {
+                return Ok(());
+            }
+            let error = match self
+                .blob_attempt(target, &path, &what, size, ingest, progress)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if ingest.offset() > start {
+                // Progress was made: the next failure gets a fresh set of attempts.
+                attempt = 1;
+            }
+            if !error.is_retryable() || attempt >= self.inner.timing.attempts {
+                return Err(match error {
+                    RegistryError::Status { status: 404, .. } => RegistryError::BlobNotFound {
+                        host: target.registry.clone(),
+                        repository: target.repository.clone(),
+                        digest: digest.clone(),
+                    },
+                    RegistryError::Content(ContentError::TooLarge { .. }) => too_large(),
+                    other => other,
+                });
+            }
+            tokio::time::sleep(http::backoff(self.inner.timing.backoff, attempt)).await;
+        }
+    }
+
+    /// One GET of a blob, from `ingest.offset()`. Ok when all `size` bytes are in.
+    async fn blob_attempt(
+        &self,
+        target: &Target,
+        path: &str,
+        what: &str,
+        size: u64,
+        ingest: &mut Ingest,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        let offset = ingest.offset();
+        let range = (offset > 0).then_some(offset);
+        let response = self
+            .request(target, path, what, None, range, Creds::Lookup)
+            .await?;
+        let digest = ingest.digest().clone();
+        let too_large = || {
+            RegistryError::Content(ContentError::TooLarge {
+                digest: digest.clone(),
+                expected: size,
+            })
+        };
+        match response.status() {
+            StatusCode::OK => {
+                if offset > 0 {
+                    // The server ignored the Range: start over.
+                    ingest.reset().await?;
+                    progress(0);
+                }
+                if response.content_length().is_some_and(|len| len > size) {
+                    return Err(too_large());
+                }
+            }
+            StatusCode::PARTIAL_CONTENT if offset > 0 => {
+                let start = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(http::content_range_start);
+                if start != Some(offset) {
+                    // Not the range we asked for: throw the prefix away and retry from 0.
+                    ingest.reset().await?;
+                    progress(0);
+                    return Err(RegistryError::BodyRead {
+                        host: target.registry.clone(),
+                        what: what.to_owned(),
+                        reason: format!(
+                            "the server answered a different range than bytes={offset}-"
+                        ),
+                    });
+                }
+                if response
+                    .content_length()
+                    .is_some_and(|len| len > size - offset)
+                {
+                    return Err(too_large());
+                }
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
+                ingest.reset().await?;
+                progress(0);
+                return Err(RegistryError::BodyRead {
+                    host: target.registry.clone(),
+                    what: what.to_owned(),
+                    reason: format!("the server cannot resume at byte {offset}"),
+                });
+            }
+            _ => return Err(self.status_error(target, response, What::Blob).await),
+        }
+        let mut stream = response.bytes_stream();
+        loop {
+            match tokio::time::timeout(self.inner.timing.idle, stream.next()).await {
+                Err(_) => {
+                    return Err(RegistryError::Timeout {
+                        host: target.registry.clone(),
+                        what: what.to_owned(),
+                        seconds: self.inner.timing.idle.as_secs(),
+                    })
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(RegistryError::BodyRead {
+                        host: target.registry.clone(),
+                        what: what.to_owned(),
+                        reason: reqwest_reason(&e),
+                    })
+                }
+                Ok(Some(Ok(chunk))) => {
+                    // Refuses (writing nothing) past the declared size.
+                    ingest.write_all(&chunk).await?;
+                    progress(ingest.offset());
+                }
+            }
+        }
+        if ingest.offset() < size {
+            return Err(RegistryError::BodyRead {
+                host: target.registry.clone(),
+                what: what.to_owned(),
+                reason: format!("the body ended after {} of {size} bytes", ingest.offset()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Turn a non-success response into an error, reading its body (bounded) for the
+    /// registry's error code.
+    async fn status_error(
+        &self,
+        target: &Target,
+        response: reqwest::Response,
+        what: What<'_>,
+    ) -> RegistryError {
+        let status = response.status().as_u16();
+        let body = http::read_bounded(response, MAX_SMALL_BODY, self.inner.timing.idle)
+            .await
+            .unwrap_or_default();
+        let (code, message) = http::error_code(&body);
+        let code = code.unwrap_or_default();
+        match (status, code.as_str()) {
+            (401 | 403, _) | (_, "UNAUTHORIZED" | "DENIED") => target.access_denied(),
+            (429, _) | (_, "TOOMANYREQUESTS") => RegistryError::TooManyRequests {
+                host: target.registry.clone(),
+            },
+            (_, "NAME_UNKNOWN") => RegistryError::NameUnknown {
+                host: target.registry.clone(),
+                repository: target.repository.clone(),
+            },
+            (404, _) | (_, "MANIFEST_UNKNOWN") if matches!(what, What::Manifest(_)) => {
+                let What::Manifest(reference) = what else {
+                    unreachable!()
+                };
+                RegistryError::ManifestNotFound {
+                    reference: reference.to_owned(),
+                }
+            }
+            _ => RegistryError::Status {
+                host: target.registry.clone(),
+                what: match what {
+                    What::Manifest(reference) => format!("manifest {reference}"),
+                    What::Blob => "a blob".to_owned(),
+                    What::Login => "/v2/".to_owned(),
+                },
+                status,
+                message: message.or_else(|| (!code.is_empty()).then_some(code)),
+            },
+        }
+    }
+
+    fn insecure_allowed(&self, host: &str) -> bool {
+        http::is_loopback_host(host)
+            || self
+                .inner
+                .options
+                .insecure
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    fn remembered_scheme(&self, host: &str) -> Option<&'static str> {
+        self.inner
+            .schemes
+            .lock()
+            .expect("scheme map lock")
+            .get(host)
+            .copied()
+    }
+
+    fn remember_scheme(&self, host: &str, scheme: &'static str) {
+        self.inner
+            .schemes
+            .lock()
+            .expect("scheme map lock")
+            .insert(host.to_owned(), scheme);
+    }
+
+    fn base_url(&self, target: &Target, scheme: &str) -> Result<Url, RegistryError> {
+        let url = Url::parse(&format!("{scheme}://{}/", target.host)).map_err(|_| {
+            RegistryError::InvalidRequest {
+                host: target.registry.clone(),
+                reason: format!(
+                    "{:?} is not a valid registry host",
+                    http::printable(&target.host, 260)
+                ),
+            }
+        })?;
+        if url.path() != "/"
+            || url.query().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
+            return Err(RegistryError::InvalidRequest {
+                host: target.registry.clone(),
+                reason: "the registry must be a plain host[:port]".to_owned(),
+            });
+        }
+        Ok(url)
+    }
+
+    /// One logical request: send it (authorized as far as we know how), answer a 401
+    /// challenge once, and return the final response, whatever its status.
+    async fn request(
+        &self,
+        target: &Target,
+        path: &str,
+        what: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        creds: Creds<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut authorization = self.known_authorization(target, creds).await?;
+        let mut challenged = false;
+        loop {
+            let (response, at_registry) = self
+                .send(target, path, what, accept, range, authorization.as_ref())
+                .await?;
+            if response.status() != StatusCode::UNAUTHORIZED || !at_registry {
+                return Ok(response);
+            }
+            if challenged {
+                return Err(target.access_denied());
+            }
+            challenged = true;
+            let challenges: Vec<Challenge> = response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(auth::parse_challenges)
+                .collect();
+            authorization = Some(self.answer_challenge(target, &challenges, creds).await?);
+        }
+    }
+
+    /// Send to the registry, choosing the scheme (HTTPS, or HTTP after HTTPS failed for
+    /// hosts that allow it) and following redirects. Also says whether the final response
+    /// came from the registry's own origin.
+    async fn send(
+        &self,
+        target: &Target,
+        path: &str,
+        what: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        authorization: Option<&Secret>,
+    ) -> Result<(reqwest::Response, bool), RegistryError> {
+        let (scheme, may_fall_back) = match self.remembered_scheme(&target.host) {
+            Some(scheme) => (scheme, false),
+            None => ("https", self.insecure_allowed(&target.host)),
+        };
+        let base = self.base_url(target, scheme)?;
+        match self
+            .send_following(target, &base, path, what, accept, range, authorization)
+            .await
+        {
+            Ok(result) => {
+                self.remember_scheme(&target.host, scheme);
+                Ok(result)
+            }
+            Err(SendError::FirstHopConnect(_)) if may_fall_back => {
+                let base = self.base_url(target, "http")?;
+                match self
+                    .send_following(target, &base, path, what, accept, range, authorization)
+                    .await
+                {
+                    Ok(result) => {
+                        self.remember_scheme(&target.host, "http");
+                        Ok(result)
+                    }
+                    Err(SendError::FirstHopConnect(e)) => Err(self.connect_error(target, &e)),
+                    Err(SendError::Other(e)) => Err(e),
+                }
+            }
+            Err(SendError::FirstHopConnect(e)) => Err(self.connect_error(target, &e)),
+            Err(SendError::Other(e)) => Err(e),
+        }
+    }
+
+    fn connect_error(&self, target: &Target, error: &reqwest::Error) -> RegistryError {
+        RegistryError::Connect {
+            host: target.host.clone(),
+            reason: reqwest_reason(error),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one request's parts; a struct would only rename them
+    async fn send_following(
+        &self,
+        target: &Target,
+        base: &Url,
+        path: &str,
+        what: &str,
+        accept: Option<&str>,
+        range: Option<u64>,
+        authorization: Option<&Secret>,
+    ) -> Result<(reqwest::Response, bool), SendError> {
+        let origin = base.origin();
+        let mut url =
+            base.join(path.trim_start_matches('/'))
+                .map_err(|_| RegistryError::InvalidRequest {
+                    host: target.registry.clone(),
+                    reason: "cannot build the request url".to_owned(),
+                })?;
+        for hop in 0..=MAX_REDIRECTS {
+            let at_registry = url.origin() == origin;
+            let mut headers = HeaderMap::new();
+            if let Some(accept) = accept {
+                headers.insert(
+                    ACCEPT,
+                    HeaderValue::from_str(accept).expect("accept header is ascii"),
+                );
+            }
+            if let Some(offset) = range {
+                headers.insert(
+                    RANGE,
+                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("ascii"),
+                );
+            }
+            if let (Some(authorization), true) = (authorization, at_registry) {
+                let mut value = HeaderValue::from_str(authorization.expose()).map_err(|_| {
+                    RegistryError::Auth {
+                        host: target.registry.clone(),
+                        reason: "the token server sent a token that is not a valid header value"
+                            .to_owned(),
+                    }
+                })?;
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+            let request = self.inner.http.get(url.clone()).headers(headers);
+            let response = match tokio::time::timeout(self.inner.timing.idle, request.send()).await
+            {
+                Err(_) => {
+                    return Err(SendError::Other(RegistryError::Timeout {
+                        host: target.registry.clone(),
+                        what: what.to_owned(),
+                        seconds: self.inner.timing.idle.as_secs(),
+                    }))
+                }
+                Ok(Err(e)) if hop == 0 && e.is_connect() => {
+                    return Err(SendError::FirstHopConnect(e))
+                }
+                Ok(Err(e)) => {
+                    return Err(SendError::Other(RegistryError::Connect {
+                        host: url.host_str().unwrap_or_default().to_owned(),
+                        reason: reqwest_reason(&e),
+                    }))
+                }
+                Ok(Ok(response)) => response,
+            };
+            if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED
+            {
+                return Ok((response, at_registry));
+            }
+            let refused = |reason: String| {
+                SendError::Other(RegistryError::RedirectRefused {
+                    host: target.registry.clone(),
+                    what: what.to_owned(),
+                    reason,
+                })
+            };
+            let Some(location) = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                return Err(refused(format!(
+                    "a {} answer without a Location",
+                    response.status().as_u16()
+                )));
+            };
+            let next = url
+                .join(location)
+                .map_err(|_| refused("the Location is not a valid url".to_owned()))?;
+            match (url.scheme(), next.scheme()) {
+                ("https", "https") | ("http", "https") | ("http", "http") => {}
+                ("https", "http") => {
+                    return Err(refused("it goes from https to plain http".to_owned()))
+                }
+                (_, other) => {
+                    return Err(refused(format!("it uses the unsupported scheme {other:?}")))
+                }
+            }
+            if !next.username().is_empty() || next.password().is_some() {
+                return Err(refused("the Location carries credentials".to_owned()));
+            }
+            auth::check_address(&next).await.map_err(refused)?;
+            url = next;
+        }
+        Err(SendError::Other(RegistryError::TooManyRedirects {
+            host: target.registry.clone(),
+            what: what.to_owned(),
+        }))
+    }
+
+    /// The registry's credentials: looked up once per registry (helpers are slow).
+    async fn credentials(
+        &self,
+        target: &Target,
+        creds: Creds<'_>,
+    ) -> Result<Option<Credentials>, RegistryError> {
+        if let Creds::Given(credentials) = creds {
+            return Ok(Some(credentials.clone()));
+        }
+        if let Some(found) = self
+            .inner
+            .credentials
+            .lock()
+            .expect("credentials lock")
+            .get(&target.registry)
+        {
+            return Ok(found.clone());
+        }
+        let registry = target.registry.clone();
+        let options = self.inner.options.clone();
+        let found = tokio::task::spawn_blocking(move || credentials::lookup(&registry, &options))
+            .await
+            .map_err(|_| RegistryError::Auth {
+                host: target.registry.clone(),
+                reason: "the credential lookup panicked".to_owned(),
+            })??;
+        self.inner
+            .credentials
+            .lock()
+            .expect("credentials lock")
+            .insert(target.registry.clone(), found.clone());
+        Ok(found)
+    }
+
+    /// An Authorization value for `target` from what we already know of the host (a cached
+    /// token, or basic auth), so that only the first request meets a 401.
+    async fn known_authorization(
+        &self,
+        target: &Target,
+        creds: Creds<'_>,
+    ) -> Result<Option<Secret>, RegistryError> {
+        if matches!(creds, Creds::Given(_)) {
+            return Ok(None);
+        }
+        let mode = self
+            .inner
+            .modes
+            .lock()
+            .expect("modes lock")
+            .get(&target.host)
+            .cloned();
+        match mode {
+            None => Ok(None),
+            Some(AuthMode::Basic) => Ok(self.credentials(target, creds).await?.map(|c| basic(&c))),
+            Some(AuthMode::Bearer { realm, service }) => {
+                let key = (target.host.clone(), target.scope().unwrap_or_default());
+                if let Some(token) = self.cached_token(&key) {
+                    return Ok(Some(bearer(&token)));
+                }
+                let scopes: Vec<String> = target.scope().into_iter().collect();
+                let token = self
+                    .fetch_token(target, &realm, service.as_deref(), &scopes, creds)
+                    .await?;
+                Ok(Some(bearer(&token)))
+            }
+        }
+    }
+
+    fn cached_token(&self, key: &(String, String)) -> Option<Secret> {
+        let tokens = self.inner.tokens.lock().expect("token cache lock");
+        tokens
+            .get(key)
+            .filter(|t| Instant::now() < t.valid_until)
+            .map(|t| t.token.clone())
+    }
+
+    /// Answer a 401: Bearer (a token from the realm) before Basic.
+    async fn answer_challenge(
+        &self,
+        target: &Target,
+        challenges: &[Challenge],
+        creds: Creds<'_>,
+    ) -> Result<Secret, RegistryError> {
+        if let Some(challenge) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let Some(realm) = challenge.param("realm") else {
+                return Err(RegistryError::Auth {
+                    host: target.registry.clone(),
+                    reason: "its Bearer challenge names no realm".to_owned(),
+                });
+            };
+            let service = challenge.param("service").map(str::to_owned);
+            let mut scopes: Vec<String> = target.scope().into_iter().collect();
+            if let Some(scope) = challenge.param("scope").filter(|s| !s.is_empty()) {
+                for scope in scope.split(' ').filter(|s| !s.is_empty()) {
+                    if !scopes.iter().any(|s| s == scope) {
+                        scopes.push(scope.to_owned());
+                    }
+                }
+            }
+            let token = self
+                .fetch_token(target, realm, service.as_deref(), &scopes, creds)
+                .await?;
+            if matches!(creds, Creds::Lookup) {
+                let mode = AuthMode::Bearer {
+                    realm: realm.to_owned(),
+                    service,
+                };
+                self.inner
+                    .modes
+                    .lock()
+                    .expect("modes lock")
+                    .insert(target.host.clone(), mode);
+            }
+            return Ok(bearer(&token));
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            let Some(credentials) = self.credentials(target, creds).await? else {
+                return Err(target.access_denied());
+            };
+            if credentials.username == credentials::IDENTITY_TOKEN_USER {
+                return Err(RegistryError::Auth {
+                    host: target.registry.clone(),
+                    reason: "the stored identity token needs a token server, but the registry asks for basic auth; run `farm login` again".to_owned(),
+                });
+            }
+            if matches!(creds, Creds::Lookup) {
+                self.inner
+                    .modes
+                    .lock()
+                    .expect("modes lock")
+                    .insert(target.host.clone(), AuthMode::Basic);
+            }
+            return Ok(basic(&credentials));
+        }
+        Err(RegistryError::Auth {
+            host: target.registry.clone(),
+            reason: match challenges.first() {
+                Some(c) => format!(
+                    "it asks for the unsupported auth scheme {:?}",
+                    http::printable(&c.scheme, 40)
+                ),
+                None => "it answered 401 without a usable WWW-Authenticate challenge".to_owned(),
+            },
+        })
+    }
+
+    /// Get a token from `realm` for `scopes`, with credentials only if the realm is trusted
+    /// for this registry ([`auth::realm_policy`]). Caches it under (host, our scope).
+    async fn fetch_token(
+        &self,
+        target: &Target,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        creds: Creds<'_>,
+    ) -> Result<Secret, RegistryError> {
+        let refused = |reason: String| RegistryError::RealmRefused {
+            host: target.registry.clone(),
+            reason,
+        };
+        let registry_scheme = self.remembered_scheme(&target.host).unwrap_or("https");
+        let decision = auth::realm_policy(registry_scheme, &target.host, realm).map_err(refused)?;
+        let (url, trusted) = match decision {
+            RealmDecision::WithCredentials(url) => (url, true),
+            RealmDecision::Anonymous(url) => (url, false),
+        };
+        auth::check_address(&url).await.map_err(refused)?;
+        let credentials = if trusted {
+            self.credentials(target, creds).await?
+        } else {
+            None
+        };
+        let realm_host = url.host_str().unwrap_or_default().to_owned();
+        let request = match &credentials {
+            Some(c) if c.username == credentials::IDENTITY_TOKEN_USER => {
+                let mut form: Vec<(&str, &str)> = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", c.password.expose()),
+                    ("client_id", "farm"),
+                ];
+                if let Some(service) = service {
+                    form.push(("service", service));
+                }
+                let scope = scopes.join(" ");
+                if !scope.is_empty() {
+                    form.push(("scope", &scope));
+                }
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
+                self.inner
+                    .http
+                    .post(url.clone())
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(body)
+            }
+            _ => {
+                let mut url = url.clone();
+                {
+                    let mut query = url.query_pairs_mut();
+                    if let Some(service) = service {
+                        query.append_pair("service", service);
+                    }
+                    for scope in scopes {
+                        query.append_pair("scope", scope);
+                    }
+                }
+                let request = self.inner.http.get(url);
+                match &credentials {
+                    Some(c) => {
+                        let mut value = HeaderValue::from_str(basic(c).expose()).map_err(|_| {
+                            RegistryError::Auth {
+                                host: target.registry.clone(),
+                                reason: "the credentials contain characters that cannot be sent"
+                                    .to_owned(),
+                            }
+                        })?;
+                        value.set_sensitive(true);
+                        request.header(AUTHORIZATION, value)
+                    }
+                    None => request,
+                }
+            }
+        };
+        let what = format!("a token from {realm_host}");
+        let response = match tokio::time::timeout(self.inner.timing.idle, request.send()).await {
+            Err(_) => {
+                return Err(RegistryError::Timeout {
+                    host: realm_host,
+                    what,
+                    seconds: self.inner.timing.idle.as_secs(),
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(RegistryError::Connect {
+                    host: realm_host,
+                    reason: reqwest_reason(&e),
+                })
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(target.access_denied());
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(RegistryError::TooManyRequests {
+                host: target.registry.clone(),
+            });
+        }
+        if !status.is_success() {
+            return Err(RegistryError::Status {
+                host: realm_host,
+                what,
+                status: status.as_u16(),
+                message: None,
+            });
+        }
+        let body = http::read_bounded(response, MAX_SMALL_BODY, self.inner.timing.idle)
+            .await
+            .map_err(|e| {
+                self.read_error(target, e, &what, || RegistryError::Auth {
+                    host: target.registry.clone(),
+                    reason: format!(
+                        "the token response from {realm_host} is over {MAX_SMALL_BODY} bytes"
+                    ),
+                })
+            })?;
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            expires_in: Option<u64>,
+            // RFC 3339; lifetimes are counted from when we received the token instead, which
+            // is never later than the server's issue time (no trust in either clock).
+            #[serde(default)]
+            #[allow(dead_code)]
+            issued_at: Option<String>,
+        }
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| RegistryError::Auth {
+                host: target.registry.clone(),
+                reason: format!("the token response from {realm_host} is not valid json"),
+            })?;
+        let Some(token) = parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+        else {
+            return Err(RegistryError::Auth {
+                host: target.registry.clone(),
+                reason: format!("the token response from {realm_host} has no token"),
+            });
+        };
+        let token = Secret::new(token);
+        if matches!(creds, Creds::Lookup) {
+            let lifetime = Duration::from_secs(
+                parsed
+                    .expires_in
+                    .unwrap_or(MIN_TOKEN_LIFETIME)
+                    .max(MIN_TOKEN_LIFETIME),
+            );
+            let valid_until = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
+            let key = (target.host.clone(), target.scope().unwrap_or_default());
+            let cached = CachedToken {
+                token: token.clone(),
+                valid_until,
+            };
+            self.inner
+                .tokens
+                .lock()
+                .expect("token cache lock")
+                .insert(key, cached);
+        }
+        Ok(token)
     }
 }
+
+/// What a request was for, to word its errors.
+enum What<'a> {
+    Manifest(&'a str),
+    Blob,
+    Login,
+}
+
+fn basic(credentials: &Credentials) -> Secret {
+    let pair = format!("{}:{}", credentials.username, credentials.password.expose());
+    Secret::new(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
+}
+
+fn bearer(token: &Secret) -> Secret {
+    Secret::new(format!("Bearer {}", token.expose()))
+}
+
+#[cfg(test)]
+mod testserver;
+
+#[cfg(test)]
+mod tests;
