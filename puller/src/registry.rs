@@ -1009,21 +1009,7 @@ impl RegistryClient {
                     response.status().as_u16()
                 )));
             };
-            let next = url
-                .join(location)
-                .map_err(|_| refused("the Location is not a valid url".to_owned()))?;
-            match (url.scheme(), next.scheme()) {
-                ("https", "https") | ("http", "https") | ("http", "http") => {}
-                ("https", "http") => {
-                    return Err(refused("it goes from https to plain http".to_owned()))
-                }
-                (_, other) => {
-                    return Err(refused(format!("it uses the unsupported scheme {other:?}")))
-                }
-            }
-            if !next.username().is_empty() || next.password().is_some() {
-                return Err(refused("the Location carries credentials".to_owned()));
-            }
+            let next = redirect_target(&url, location).map_err(refused)?;
             auth::check_address(&next).await.map_err(refused)?;
             url = next;
         }
@@ -1355,6 +1341,23 @@ impl RegistryClient {
         }
         Ok(token)
     }
+}
+
+/// Where a redirect from `current` to `location` goes, if it may be followed at all: no
+/// https → http downgrade, no other schemes, no userinfo. Addresses are checked apart.
+fn redirect_target(current: &Url, location: &str) -> Result<Url, String> {
+    let next = current
+        .join(location)
+        .map_err(|_| "the Location is not a valid url".to_owned())?;
+    match (current.scheme(), next.scheme()) {
+        ("https", "https") | ("http", "https") | ("http", "http") => {}
+        ("https", "http") => return Err("it goes from https to plain http".to_owned()),
+        (_, other) => return Err(format!("it uses the unsupported scheme {other:?}")),
+    }
+    if !next.username().is_empty() || next.password().is_some() {
+        return Err("the Location carries credentials".to_owned());
+    }
+    Ok(next)
 }
 
 /// What a request was for, to word its errors.

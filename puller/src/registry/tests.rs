@@ -592,3 +592,37 @@ fn client_debug_shows_no_credentials() {
     let client = client(with_creds("alice", "hunter2"));
     assert!(!format!("{client:?}").contains("hunter2"));
 }
+
+#[test]
+fn redirect_rules() {
+    let https = Url::parse("https://registry.example.com/v2/x/blobs/sha256:1").unwrap();
+    let http = Url::parse("http://127.0.0.1:5000/v2/x/blobs/sha256:1").unwrap();
+    assert!(redirect_target(&https, "http://cdn.example.com/blob")
+        .unwrap_err()
+        .contains("plain http"));
+    assert_eq!(
+        redirect_target(&https, "/other").unwrap().as_str(),
+        "https://registry.example.com/other"
+    );
+    assert!(redirect_target(&https, "https://cdn.example.com/b?sig=1").is_ok());
+    assert!(redirect_target(&http, "http://127.0.0.2:1/b").is_ok());
+    assert!(redirect_target(&http, "https://cdn.example.com/b").is_ok());
+    assert!(redirect_target(&https, "file:///etc/shadow").is_err());
+    assert!(redirect_target(&https, "https://user:pw@cdn.example.com/b").is_err());
+}
+
+#[test]
+fn plain_http_only_for_loopback_and_insecure_hosts() {
+    let options = RegistryOptions {
+        insecure: vec!["registry.lan:5000".to_owned()],
+        ..Default::default()
+    };
+    let client = client(options);
+    assert!(client.insecure_allowed("127.0.0.1:5000"));
+    assert!(client.insecure_allowed("localhost"));
+    assert!(client.insecure_allowed("[::1]:80"));
+    assert!(client.insecure_allowed("registry.lan:5000"));
+    assert!(!client.insecure_allowed("registry.lan:5001"));
+    assert!(!client.insecure_allowed("registry.lan"));
+    assert!(!client.insecure_allowed("ghcr.io"));
+}

@@ -95,9 +95,15 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
-    // A TLS ClientHello (the client tries https first): not for us, hang up.
+    // A TLS ClientHello (the client tries https first): answer as a plain HTTP server
+    // does (a 400 in clear text), then hang up.
     match stream.read(&mut byte) {
         Ok(1) if byte[0] != 0x16 => buf.push(byte[0]),
+        Ok(1) => {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
         _ => return,
     }
     while !buf.ends_with(b"\r\n\r\n") {
