@@ -19,6 +19,15 @@ fn client(options: RegistryOptions) -> RegistryClient {
     RegistryClient::with_timing(options, timing).unwrap()
 }
 
+fn client_with_idle(idle: Duration) -> RegistryClient {
+    let timing = Timing {
+        idle,
+        backoff: Duration::from_millis(5),
+        attempts: 5,
+    };
+    RegistryClient::with_timing(RegistryOptions::default(), timing).unwrap()
+}
+
 fn target(server: &TestServer) -> Target {
     Target::new(&server.host(), &server.host(), "foo/bar")
 }
@@ -625,4 +634,55 @@ fn plain_http_only_for_loopback_and_insecure_hosts() {
     assert!(!client.insecure_allowed("registry.lan:5001"));
     assert!(!client.insecure_allowed("registry.lan"));
     assert!(!client.insecure_allowed("ghcr.io"));
+}
+
+#[tokio::test]
+async fn too_large_manifest_without_content_length_is_cut_at_the_cap() {
+    let big = vec![b' '; crate::image::MAX_DOCUMENT_BYTES as usize + 4096];
+    let server = TestServer::start("127.0.0.1", move |_| {
+        Reply::new(200, big.clone()).no_length()
+    });
+    let err = client(RegistryOptions::default())
+        .fetch_manifest_at(&target(&server), "latest")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ManifestTooLarge { .. }),
+        "{err}"
+    );
+    // A body that fits is read to the end of the connection.
+    let small = TestServer::start("127.0.0.1", |_| Reply::new(200, b"{}".to_vec()).no_length());
+    let fetched = client(RegistryOptions::default())
+        .fetch_manifest_at(&target(&small), "latest")
+        .await
+        .unwrap();
+    assert_eq!(fetched.body, b"{}");
+}
+
+#[tokio::test]
+async fn stalled_blob_times_out_and_resumes_with_range() {
+    let data = Arc::new(blob_data());
+    let served = data.clone();
+    let server = TestServer::start("127.0.0.1", move |req| match req.header("range") {
+        None => Reply::new(200, served.to_vec()).stall_after(20_000, Duration::from_secs(3)),
+        Some(_) => Reply::new(206, served[20_000..].to_vec()).header(
+            "Content-Range",
+            &format!("bytes 20000-{}/{}", served.len() - 1, served.len()),
+        ),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let desc = descriptor(&data);
+    let mut ingest = store.ingest(&desc.digest, desc.size).unwrap();
+    let started = std::time::Instant::now();
+    client_with_idle(Duration::from_millis(300))
+        .fetch_blob_at(&target(&server), &desc, &mut ingest, &|_| {})
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the idle timeout cut the stall short"
+    );
+    ingest.commit().await.unwrap();
+    assert_eq!(server.seen()[1].header("range"), Some("bytes=20000-"));
 }

@@ -34,6 +34,10 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Send only this many body bytes, then cut the connection (Content-Length stays full).
     pub cut_after: Option<usize>,
+    /// Before cutting, stay silent this long (a stalled connection).
+    pub stall: Option<std::time::Duration>,
+    /// Send no Content-Length: the body ends when the connection closes.
+    pub no_length: bool,
 }
 
 impl Reply {
@@ -43,6 +47,8 @@ impl Reply {
             headers: Vec::new(),
             body: body.into(),
             cut_after: None,
+            stall: None,
+            no_length: false,
         }
     }
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -51,6 +57,15 @@ impl Reply {
     }
     pub fn cut_after(mut self, n: usize) -> Reply {
         self.cut_after = Some(n);
+        self
+    }
+    pub fn stall_after(mut self, n: usize, stall: std::time::Duration) -> Reply {
+        self.cut_after = Some(n);
+        self.stall = Some(stall);
+        self
+    }
+    pub fn no_length(mut self) -> Reply {
+        self.no_length = true;
         self
     }
 }
@@ -141,11 +156,10 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
     };
     log.lock().unwrap().push(seen.clone());
     let reply = handler(&seen);
-    let mut out = format!(
-        "HTTP/1.1 {} X\r\nConnection: close\r\nContent-Length: {}\r\n",
-        reply.status,
-        reply.body.len()
-    );
+    let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+    if !reply.no_length {
+        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
     for (k, v) in &reply.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -157,5 +171,8 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
         .min(reply.body.len());
     let _ = stream.write_all(&reply.body[..n]);
     let _ = stream.flush();
+    if let Some(stall) = reply.stall {
+        std::thread::sleep(stall);
+    }
     let _ = stream.shutdown(Shutdown::Both);
 }
