@@ -24,17 +24,28 @@ pub enum ContentError {
     #[error("blob {digest} is larger than the {expected} bytes its descriptor declares")]
     TooLarge { digest: Digest, expected: u64 },
     #[error("blob {digest} ended after {actual} of {expected} bytes")]
-    TooShort { digest: Digest, expected: u64, actual: u64 },
-    #[error("blob {expected} failed verification: its content hashes to {actual}; nothing was stored")]
+    TooShort {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(
+        "blob {expected} failed verification: its content hashes to {actual}; nothing was stored"
+    )]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("blob {digest} is not in the content store")]
     NotFound { digest: Digest },
-    #[error("blob {digest} is {size} bytes, over the {max}-byte limit for documents read into memory")]
+    #[error(
+        "blob {digest} is {size} bytes, over the {max}-byte limit for documents read into memory"
+    )]
     DocumentTooLarge { digest: Digest, size: u64, max: u64 },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContentError + '_ {
-    move |source| ContentError::Io { path: path.to_owned(), source }
+    move |source| ContentError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The blob store under `<root>/content`.
@@ -50,7 +61,11 @@ impl ContentStore {
         let blobs = root.join("blobs").join(Digest::ALGORITHM);
         let ingest = root.join("ingest");
         for dir in [&blobs, &ingest] {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err(dir))?;
         }
         Ok(ContentStore { blobs, ingest })
     }
@@ -126,7 +141,10 @@ impl ContentStore {
     pub fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<PathBuf, ContentError> {
         let actual = Digest::of(bytes);
         if &actual != digest {
-            return Err(ContentError::DigestMismatch { expected: digest.clone(), actual });
+            return Err(ContentError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         let final_path = self.path(digest);
         if self.has(digest, bytes.len() as u64) {
@@ -150,7 +168,10 @@ impl ContentStore {
         })();
         if let Err(source) = result {
             let _ = fs::remove_file(&tmp);
-            return Err(ContentError::Io { path: final_path, source });
+            return Err(ContentError::Io {
+                path: final_path,
+                source,
+            });
         }
         Ok(final_path)
     }
@@ -162,19 +183,30 @@ impl ContentStore {
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ContentError::NotFound { digest: digest.clone() })
+                return Err(ContentError::NotFound {
+                    digest: digest.clone(),
+                })
             }
             Err(e) => return Err(ContentError::Io { path, source: e }),
         };
         let size = file.metadata().map_err(io_err(&path))?.len();
         if size > max {
-            return Err(ContentError::DocumentTooLarge { digest: digest.clone(), size, max });
+            return Err(ContentError::DocumentTooLarge {
+                digest: digest.clone(),
+                size,
+                max,
+            });
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        file.take(max + 1).read_to_end(&mut bytes).map_err(io_err(&path))?;
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err(&path))?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
-            return Err(ContentError::DigestMismatch { expected: digest.clone(), actual });
+            return Err(ContentError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -183,7 +215,9 @@ impl ContentStore {
     pub fn open_blob(&self, digest: &Digest) -> Result<File, ContentError> {
         let path = self.path(digest);
         File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ContentError::NotFound { digest: digest.clone() },
+            io::ErrorKind::NotFound => ContentError::NotFound {
+                digest: digest.clone(),
+            },
             _ => ContentError::Io { path, source: e },
         })
     }
@@ -193,7 +227,11 @@ impl ContentStore {
         let mut digests = Vec::new();
         for entry in fs::read_dir(&self.blobs).map_err(io_err(&self.blobs))? {
             let entry = entry.map_err(io_err(&self.blobs))?;
-            if let Some(digest) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            if let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 digests.push(digest);
             }
         }
@@ -211,7 +249,9 @@ impl ContentStore {
     pub fn delete(&self, digest: &Digest) -> Result<(), ContentError> {
         let path = self.path(digest);
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ContentError::Io { path, source: e }),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(ContentError::Io { path, source: e })
+            }
             _ => Ok(()),
         }
     }
@@ -246,7 +286,10 @@ fn open_locked(path: &Path) -> Result<Option<File>, ContentError> {
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(file)),
         Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(ContentError::Io { path: path.to_owned(), source: e.into() }),
+        Err(e) => Err(ContentError::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        }),
     }
 }
 
@@ -282,9 +325,15 @@ impl Ingest {
     /// Append `buf`. Fails, writing nothing, if it would pass the declared size.
     pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), ContentError> {
         if self.offset + buf.len() as u64 > self.size {
-            return Err(ContentError::TooLarge { digest: self.digest.clone(), expected: self.size });
+            return Err(ContentError::TooLarge {
+                digest: self.digest.clone(),
+                expected: self.size,
+            });
         }
-        let writer = self.writer.as_mut().expect("ingest writer is set until commit");
+        let writer = self
+            .writer
+            .as_mut()
+            .expect("ingest writer is set until commit");
         writer.write_all(buf).await.map_err(io_err(&self.path))?;
         self.hasher.update(buf);
         self.offset += buf.len() as u64;
@@ -293,11 +342,16 @@ impl Ingest {
 
     /// Throw away what was written (the server ignored a Range request, say).
     pub async fn reset(&mut self) -> Result<(), ContentError> {
-        let writer = self.writer.as_mut().expect("ingest writer is set until commit");
+        let writer = self
+            .writer
+            .as_mut()
+            .expect("ingest writer is set until commit");
         writer.flush().await.map_err(io_err(&self.path))?;
         let file = writer.get_mut();
         file.set_len(0).await.map_err(io_err(&self.path))?;
-        tokio::io::AsyncSeekExt::seek(file, io::SeekFrom::Start(0)).await.map_err(io_err(&self.path))?;
+        tokio::io::AsyncSeekExt::seek(file, io::SeekFrom::Start(0))
+            .await
+            .map_err(io_err(&self.path))?;
         self.hasher = Sha256::new();
         self.offset = 0;
         Ok(())
@@ -306,7 +360,10 @@ impl Ingest {
     /// Check size and digest, then move the blob into place. On a mismatch the partial
     /// file is deleted (a resumed prefix may be what was wrong) and nothing is stored.
     pub async fn commit(mut self) -> Result<PathBuf, ContentError> {
-        let mut writer = self.writer.take().expect("ingest writer is set until commit");
+        let mut writer = self
+            .writer
+            .take()
+            .expect("ingest writer is set until commit");
         writer.flush().await.map_err(io_err(&self.path))?;
         let file = writer.into_inner();
         if self.offset != self.size {
@@ -319,10 +376,15 @@ impl Ingest {
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if actual != self.digest {
             let _ = tokio::fs::remove_file(&self.path).await;
-            return Err(ContentError::DigestMismatch { expected: self.digest.clone(), actual });
+            return Err(ContentError::DigestMismatch {
+                expected: self.digest.clone(),
+                actual,
+            });
         }
         file.sync_all().await.map_err(io_err(&self.path))?;
-        tokio::fs::rename(&self.path, &self.final_path).await.map_err(io_err(&self.final_path))?;
+        tokio::fs::rename(&self.path, &self.final_path)
+            .await
+            .map_err(io_err(&self.final_path))?;
         Ok(self.final_path.clone())
     }
 }
@@ -360,10 +422,18 @@ mod tests {
         let digest = Digest::of(b"good");
         let mut ingest = store.ingest(&digest, 4).unwrap();
         ingest.write_all(b"evil").await.unwrap();
-        assert!(matches!(ingest.commit().await, Err(ContentError::DigestMismatch { .. })));
+        assert!(matches!(
+            ingest.commit().await,
+            Err(ContentError::DigestMismatch { .. })
+        ));
         assert!(!store.has(&digest, 4));
         assert!(store.list().unwrap().is_empty());
-        assert_eq!(std::fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("ingest"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -372,7 +442,10 @@ mod tests {
         let store = ContentStore::open(dir.path()).unwrap();
         let digest = Digest::of(b"abc");
         let mut ingest = store.ingest(&digest, 3).unwrap();
-        assert!(matches!(ingest.write_all(b"abcd").await, Err(ContentError::TooLarge { .. })));
+        assert!(matches!(
+            ingest.write_all(b"abcd").await,
+            Err(ContentError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -382,8 +455,14 @@ mod tests {
         let digest = Digest::of(b"{}");
         store.write_blob(&digest, b"{}").unwrap();
         assert_eq!(store.read_document(&digest, 10).unwrap(), b"{}");
-        assert!(matches!(store.read_document(&digest, 1), Err(ContentError::DocumentTooLarge { .. })));
+        assert!(matches!(
+            store.read_document(&digest, 1),
+            Err(ContentError::DocumentTooLarge { .. })
+        ));
         std::fs::write(store.path(&digest), b"[]").unwrap();
-        assert!(matches!(store.read_document(&digest, 10), Err(ContentError::DigestMismatch { .. })));
+        assert!(matches!(
+            store.read_document(&digest, 10),
+            Err(ContentError::DigestMismatch { .. })
+        ));
     }
 }

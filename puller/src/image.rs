@@ -17,20 +17,25 @@ pub const MAX_LAYERS: usize = 125;
 pub mod media_types {
     pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str =
+        "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
     pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-    pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    pub const DOCKER_SCHEMA1_SIGNED: &str =
+        "application/vnd.docker.distribution.manifest.v1+prettyjws";
     pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
     pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
     pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
     pub const OCI_LAYER_NONDIST: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-    pub const OCI_LAYER_NONDIST_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
-    pub const OCI_LAYER_NONDIST_ZSTD: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
+    pub const OCI_LAYER_NONDIST_GZIP: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    pub const OCI_LAYER_NONDIST_ZSTD: &str =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_LAYER_FOREIGN_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
     /// The Accept header for manifest requests: the four supported types.
     pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 }
@@ -46,7 +51,9 @@ pub enum ImageError {
     Unsupported(String),
     #[error("no image for platform {wanted} in the index (available: {available}); choose one with --platform")]
     NoMatchingPlatform { wanted: String, available: String },
-    #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8")]
+    #[error(
+        "invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"
+    )]
     InvalidPlatform(String),
 }
 
@@ -91,7 +98,10 @@ pub enum ParsedManifest {
 /// offline sources). Refuses: schema1, a document with both `layers` and `manifests`,
 /// a Content-Type that disagrees with `mediaType`, unknown layer media types, more than
 /// [`MAX_LAYERS`] layers, a config that is not an image config, malformed digests.
-pub fn parse_manifest(_body: &[u8], _content_type: Option<&str>) -> Result<ParsedManifest, ImageError> {
+pub fn parse_manifest(
+    _body: &[u8],
+    _content_type: Option<&str>,
+) -> Result<ParsedManifest, ImageError> {
     todo!()
 }
 
@@ -121,7 +131,10 @@ impl fmt::Display for Platform {
 }
 
 /// Choose the manifest for `platform` from an index, as containerd's default matcher does.
-pub fn select_platform<'a>(_index: &'a Index, _platform: &Platform) -> Result<&'a Descriptor, ImageError> {
+pub fn select_platform<'a>(
+    _index: &'a Index,
+    _platform: &Platform,
+) -> Result<&'a Descriptor, ImageError> {
     todo!()
 }
 
@@ -152,7 +165,11 @@ pub struct ImageConfig {
 
 /// Parse and check a config blob (`digest` is for messages). `layers` is the manifest's
 /// layer count, which `rootfs.diff_ids` must match.
-pub fn parse_config(_body: &[u8], _digest: &Digest, _layers: usize) -> Result<ImageConfig, ImageError> {
+pub fn parse_config(
+    _body: &[u8],
+    _digest: &Digest,
+    _layers: usize,
+) -> Result<ImageConfig, ImageError> {
     todo!()
 }
 

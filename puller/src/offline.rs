@@ -38,6 +38,9 @@ pub async fn import_oci_layout(
     todo!()
 }
 
-pub async fn import_docker_archive(_content: &ContentStore, _path: &Path) -> Result<Imported, crate::Error> {
+pub async fn import_docker_archive(
+    _content: &ContentStore,
+    _path: &Path,
+) -> Result<Imported, crate::Error> {
     todo!()
 }

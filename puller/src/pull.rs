@@ -26,19 +26,45 @@ pub struct PullOptions {
 #[derive(Debug, Clone)]
 pub enum PullEvent {
     /// The manifest was resolved.
-    Resolved { name: String, manifest_digest: Digest, layers: usize, total_bytes: u64 },
+    Resolved {
+        name: String,
+        manifest_digest: Digest,
+        layers: usize,
+        total_bytes: u64,
+    },
     /// The layer is already unpacked in the store.
-    LayerExists { digest: Digest },
+    LayerExists {
+        digest: Digest,
+    },
     /// Download of a layer started (or resumed at `offset`).
-    Downloading { digest: Digest, size: u64, offset: u64 },
+    Downloading {
+        digest: Digest,
+        size: u64,
+        offset: u64,
+    },
     /// Bytes of a layer downloaded so far.
-    Progress { digest: Digest, done: u64, size: u64 },
-    Verified { digest: Digest },
-    Extracting { digest: Digest },
-    Extracted { digest: Digest },
+    Progress {
+        digest: Digest,
+        done: u64,
+        size: u64,
+    },
+    Verified {
+        digest: Digest,
+    },
+    Extracting {
+        digest: Digest,
+    },
+    Extracted {
+        digest: Digest,
+    },
     /// Something neutralised in a layer (a device node skipped, say).
-    Warning { digest: Digest, message: String },
-    Done { record: Box<ImageRecord> },
+    Warning {
+        digest: Digest,
+        message: String,
+    },
+    Done {
+        record: Box<ImageRecord>,
+    },
 }
 
 /// Receives [`PullEvent`]s; called from several tasks at once.

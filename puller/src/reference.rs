@@ -63,9 +63,14 @@ impl fmt::Display for Reference {
 pub enum ImageSource {
     Registry(Reference),
     /// `oci:PATH[:TAG]`, an OCI image layout folder.
-    OciLayout { path: PathBuf, tag: Option<String> },
+    OciLayout {
+        path: PathBuf,
+        tag: Option<String>,
+    },
     /// `docker-archive:PATH`, a `docker save` tarball.
-    DockerArchive { path: PathBuf },
+    DockerArchive {
+        path: PathBuf,
+    },
 }
 
 impl ImageSource {

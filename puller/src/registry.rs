@@ -80,7 +80,11 @@ impl RegistryClient {
 
     /// Check `credentials` against `registry` (`host[:port]`, or `docker.io`): GET /v2/
     /// with basic auth or the token flow. Ok means they were accepted.
-    pub async fn check_login(&self, _registry: &str, _credentials: &Credentials) -> Result<(), RegistryError> {
+    pub async fn check_login(
+        &self,
+        _registry: &str,
+        _credentials: &Credentials,
+    ) -> Result<(), RegistryError> {
         todo!()
     }
 }

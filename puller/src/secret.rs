@@ -49,7 +49,10 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
-        Credentials { username: username.into(), password: Secret::new(password) }
+        Credentials {
+            username: username.into(),
+            password: Secret::new(password),
+        }
     }
 }
 

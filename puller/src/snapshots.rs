@@ -47,7 +47,11 @@ impl Snapshots {
         todo!()
     }
     /// Rename into place; if another pull committed the same chain ID first, keep theirs.
-    pub fn commit(&self, _prepared: PreparedSnapshot, _chain_id: &Digest) -> Result<PathBuf, SnapshotError> {
+    pub fn commit(
+        &self,
+        _prepared: PreparedSnapshot,
+        _chain_id: &Digest,
+    ) -> Result<PathBuf, SnapshotError> {
         todo!()
     }
     /// Delete a prepared snapshot that failed.

@@ -15,7 +15,9 @@ pub struct AuthFile {
 
 impl AuthFile {
     pub fn new(path: &Path) -> AuthFile {
-        AuthFile { path: path.to_owned() }
+        AuthFile {
+            path: path.to_owned(),
+        }
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -34,6 +36,9 @@ impl AuthFile {
 }
 
 /// Credentials for `registry`, in order: the caller's, farm's auth file, docker's config.
-pub fn lookup(_registry: &str, _options: &RegistryOptions) -> Result<Option<Credentials>, RegistryError> {
+pub fn lookup(
+    _registry: &str,
+    _options: &RegistryOptions,
+) -> Result<Option<Credentials>, RegistryError> {
     todo!()
 }
