@@ -213,7 +213,7 @@ pub fn apply_layer(
         warnings: Vec::new(),
         dirs: Vec::new(),
         pending: Pending::default(),
-        last: String::from("(none)"),
+        last: b"(none)".to_vec(),
         buf: vec![0u8; root::COPY_BUF],
     };
     let entries = archive
@@ -221,17 +221,19 @@ pub fn apply_layer(
         .map_err(|source| stream_error(&meter, "(none)", source))?
         .raw(true);
     for entry in entries {
-        let entry = entry.map_err(|source| stream_error(&meter, &layer.last, source))?;
+        let entry = entry.map_err(|source| stream_error(&meter, &show(&layer.last), source))?;
         layer.entry(entry)?;
     }
     if layer.pending.records > 0 {
-        return Err(UnpackError::Truncated { path: layer.last });
+        return Err(UnpackError::Truncated {
+            path: show(&layer.last),
+        });
     }
     layer.finish_dirs()?;
     let hasher = archive
         .into_inner()
         .drain()
-        .map_err(|source| stream_error(&meter, &layer.last, source))?;
+        .map_err(|source| stream_error(&meter, &show(&layer.last), source))?;
     Ok(UnpackReport {
         diff_id: Digest::from_hasher(hasher),
         entries: layer.entries,
@@ -288,7 +290,7 @@ struct Layer<'o> {
     dirs: Vec<(Vec<u8>, (i64, u32))>,
     pending: Pending,
     /// The last entry path, for messages about the stream.
-    last: String,
+    last: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -404,7 +406,7 @@ impl Layer<'_> {
                     BadPath::Invalid(reason) => UnpackError::InvalidPath { path, reason },
                 }
             })?;
-        self.last = show(&path);
+        self.last.clone_from(&path);
 
         if kind == b'S' || pax.sparse {
             let real = match header.as_gnu() {
@@ -469,7 +471,7 @@ impl Layer<'_> {
             xattrs: Vec::new(),
         };
         for (name, value) in pax.xattrs {
-            match xattr::vet(&self.last, &name, &value, self.options.id_base) {
+            match xattr::vet(&show(&path), &name, &value, self.options.id_base) {
                 Verdict::Keep(value) => meta.xattrs.push((name, value)),
                 Verdict::Drop(warning) => self.warn(warning),
                 Verdict::Refuse => {
