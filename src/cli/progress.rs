@@ -146,6 +146,7 @@ impl PullProgress for Bars {
                 size,
                 offset,
             } => {
+                state.downloaded = true;
                 let bar = self.layer(&mut state, &digest, size);
                 bar.set_position(offset);
                 bar.set_message("downloading");
