@@ -188,6 +188,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Tokens are reused until this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
 const MIN_TOKEN_LIFETIME: u64 = 60;
+/// A token server's `expires_in` is capped here: a huge one would overflow `Instant`.
+const MAX_TOKEN_LIFETIME: u64 = 24 * 60 * 60;
 
 struct Inner {
     http: reqwest::Client,

@@ -686,3 +686,27 @@ async fn stalled_blob_times_out_and_resumes_with_range() {
     ingest.commit().await.unwrap();
     assert_eq!(server.seen()[1].header("range"), Some("bytes=20000-"));
 }
+
+/// A token server answering `expires_in` near u64::MAX made `Instant + lifetime` overflow
+/// and panic the pull; a huge lifetime is capped, 0 gets the minimum.
+#[tokio::test]
+async fn huge_or_zero_token_lifetime_does_not_panic() {
+    for expires_in in ["18446744073709551615", "0"] {
+        let body = format!(r#"{{"token":"tok","expires_in":{expires_in}}}"#);
+        let tokens = TestServer::start("127.0.0.1", move |_| Reply::new(200, body.clone()));
+        let registry = bearer_registry(
+            format!("http://{}/token", tokens.host()),
+            "tok",
+            b"{}".to_vec(),
+        );
+        let client = client(RegistryOptions::default());
+        let target = target(&registry);
+        client.fetch_manifest_at(&target, "latest").await.unwrap();
+        client.fetch_manifest_at(&target, "latest").await.unwrap();
+        assert_eq!(
+            tokens.seen().len(),
+            1,
+            "expires_in {expires_in}: token reused"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use super::auth::{self, Challenge, RealmDecision};
 use super::http::{self, MAX_SMALL_BODY};
 use super::{
     credentials, reqwest_reason, AuthMode, CachedToken, Creds, RegistryClient, RegistryError,
-    Target, MIN_TOKEN_LIFETIME, TOKEN_MARGIN,
+    Target, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME, TOKEN_MARGIN,
 };
 use crate::secret::{Credentials, Secret};
 
@@ -323,7 +323,7 @@ impl RegistryClient {
                 parsed
                     .expires_in
                     .unwrap_or(MIN_TOKEN_LIFETIME)
-                    .max(MIN_TOKEN_LIFETIME),
+                    .clamp(MIN_TOKEN_LIFETIME, MAX_TOKEN_LIFETIME),
             );
             let valid_until = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
             let key = (target.host.clone(), target.scope().unwrap_or_default());
