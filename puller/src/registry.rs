@@ -71,7 +71,11 @@ pub enum RegistryError {
     #[error(
         "too many requests to {host} (the registry rate-limits pulls): wait a few minutes and retry, or run `farm login {host}` for a higher limit"
     )]
-    TooManyRequests { host: String },
+    TooManyRequests {
+        host: String,
+        /// The registry's `Retry-After`, in seconds, when it sent one.
+        retry_after: Option<u64>,
+    },
     #[error("registry {host} answered {status} for {what}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     Status {
         host: String,
@@ -123,18 +127,37 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Worth another attempt: network trouble, 5xx, 408, 429.
+    /// Worth another attempt: network trouble, 5xx, 408, 429 (unless it asks for a wait
+    /// past [`MAX_RETRY_AFTER`]).
     fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Connect { .. }
             | RegistryError::Timeout { .. }
             | RegistryError::BodyRead { .. } => true,
-            RegistryError::TooManyRequests { .. } => true,
+            RegistryError::TooManyRequests { retry_after, .. } => {
+                retry_after.is_none_or(|secs| secs <= MAX_RETRY_AFTER.as_secs())
+            }
             RegistryError::Status { status, .. } => *status >= 500 || *status == 408,
             _ => false,
         }
     }
+
+    /// How long to wait before retry number `attempt`: the backoff, or longer when the
+    /// registry asked for it with `Retry-After`.
+    fn retry_delay(&self, backoff: Duration, attempt: u32) -> Duration {
+        let backoff = http::backoff(backoff, attempt);
+        match self {
+            RegistryError::TooManyRequests {
+                retry_after: Some(secs),
+                ..
+            } => backoff.max(Duration::from_secs(*secs).min(MAX_RETRY_AFTER)),
+            _ => backoff,
+        }
+    }
 }
+
+/// The longest `Retry-After` waited for; a registry asking for more gets an error at once.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// How a [`RegistryClient`] finds and uses registries and credentials.
 #[derive(Debug, Clone, Default)]
@@ -478,7 +501,7 @@ impl RegistryClient {
                 .await
             {
                 Err(e) if e.is_retryable() && attempt < self.inner.timing.attempts => {
-                    tokio::time::sleep(http::backoff(self.inner.timing.backoff, attempt)).await;
+                    tokio::time::sleep(e.retry_delay(self.inner.timing.backoff, attempt)).await;
                 }
                 result => return result,
             }
@@ -598,6 +621,7 @@ impl RegistryClient {
         what: What<'_>,
     ) -> RegistryError {
         let status = response.status().as_u16();
+        let retry_after = http::retry_after(response.headers());
         let body = http::read_bounded(response, MAX_SMALL_BODY, self.inner.timing.idle)
             .await
             .unwrap_or_default();
@@ -607,6 +631,7 @@ impl RegistryClient {
             (401 | 403, _) | (_, "UNAUTHORIZED" | "DENIED") => target.access_denied(),
             (429, _) | (_, "TOOMANYREQUESTS") => RegistryError::TooManyRequests {
                 host: target.registry.clone(),
+                retry_after,
             },
             (_, "NAME_UNKNOWN") => RegistryError::NameUnknown {
                 host: target.registry.clone(),

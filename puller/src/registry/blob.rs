@@ -59,7 +59,7 @@ impl RegistryClient {
                     other => other,
                 });
             }
-            tokio::time::sleep(http::backoff(self.inner.timing.backoff, attempt)).await;
+            tokio::time::sleep(error.retry_delay(self.inner.timing.backoff, attempt)).await;
         }
     }
 

@@ -102,6 +102,17 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     exp + jitter
 }
 
+/// A `Retry-After: SECONDS` header (an HTTP date is ignored: clocks disagree).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The start offset of a `Content-Range: bytes START-END/TOTAL` header.
 pub fn content_range_start(value: &str) -> Option<u64> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();

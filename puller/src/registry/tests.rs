@@ -710,3 +710,48 @@ async fn huge_or_zero_token_lifetime_does_not_panic() {
         );
     }
 }
+
+/// A 429 with `Retry-After: 1` was retried after the short exponential backoff only,
+/// hammering a rate-limiting registry; a Retry-After past the bound fails at once.
+#[tokio::test]
+async fn too_many_requests_honours_a_bounded_retry_after() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let n = count.clone();
+    let server = TestServer::start("127.0.0.1", move |req| {
+        if req.path().ends_with("/forever") {
+            return Reply::new(429, "").header("Retry-After", "3600");
+        }
+        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::new(429, r#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#).header("Retry-After", "1")
+        } else {
+            Reply::new(200, "{}")
+        }
+    });
+    let client = client(RegistryOptions::default());
+    let target = target(&server);
+    let started = std::time::Instant::now();
+    client.fetch_manifest_at(&target, "latest").await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retried after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+
+    let before = server.seen().len();
+    let started = std::time::Instant::now();
+    let err = client
+        .fetch_manifest_at(&target, "forever")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::TooManyRequests { .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        server.seen().len(),
+        before + 1,
+        "an hour's wait is not retried"
+    );
+}

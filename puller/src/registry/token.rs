@@ -268,6 +268,7 @@ impl RegistryClient {
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(RegistryError::TooManyRequests {
                 host: target.registry.clone(),
+                retry_after: http::retry_after(response.headers()),
             });
         }
         if !status.is_success() {
