@@ -48,6 +48,12 @@ impl RegistryClient {
                 // Progress was made: the next failure gets a fresh set of attempts.
                 attempt = 1;
             }
+            if matches!(error, RegistryError::Content(ContentError::TooLarge { .. })) {
+                // The server sent more than the descriptor says: what was written is not
+                // a prefix to resume from.
+                ingest.reset().await?;
+                progress(0);
+            }
             if !error.is_retryable() || attempt >= self.inner.timing.attempts {
                 return Err(match error {
                     RegistryError::Status { status: 404, .. } => RegistryError::BlobNotFound {

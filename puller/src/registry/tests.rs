@@ -755,3 +755,34 @@ async fn too_many_requests_honours_a_bounded_retry_after() {
         "an hour's wait is not retried"
     );
 }
+
+/// A body without Content-Length running past the descriptor's size left the bytes before
+/// the overflow in the ingest, so the next pull resumed from a prefix of the wrong blob.
+#[tokio::test]
+async fn too_large_blob_without_length_leaves_no_partial_prefix() {
+    let data = blob_data();
+    let mut bigger = data.clone();
+    bigger.extend_from_slice(&[0u8; 70_000]);
+    let server = TestServer::start("127.0.0.1", move |_| {
+        Reply::new(200, bigger.clone()).no_length()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = ContentStore::open(dir.path()).unwrap();
+    let desc = descriptor(&data);
+    let mut ingest = store.ingest(&desc.digest, desc.size).unwrap();
+    let err = client(RegistryOptions::default())
+        .fetch_blob_at(&target(&server), &desc, &mut ingest, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Content(ContentError::TooLarge { .. })),
+        "{err}"
+    );
+    assert_eq!(
+        ingest.offset(),
+        0,
+        "the overflowing download is thrown away"
+    );
+    drop(ingest);
+    assert_eq!(store.ingest(&desc.digest, desc.size).unwrap().offset(), 0);
+}
