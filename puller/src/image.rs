@@ -62,6 +62,12 @@ pub enum ImageError {
         "invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8"
     )]
     InvalidPlatform(String),
+    #[error("image {image} is for platform {actual}, not the requested {wanted}: pull it without --platform, or with --platform {actual}")]
+    PlatformMismatch {
+        image: String,
+        wanted: String,
+        actual: String,
+    },
 }
 
 /// An OCI/Docker content descriptor.
@@ -404,6 +410,20 @@ impl Platform {
     /// Whether an image built for `candidate` runs here, by containerd's default rules.
     pub fn matches(&self, candidate: &Platform) -> bool {
         self.rank(candidate).is_some()
+    }
+
+    /// Whether an image whose config declares `config` runs here. Like [`Self::matches`],
+    /// but a config without a variant (common for arm images) is taken on its os and
+    /// architecture alone: the variant lives in the index, not always in the config.
+    pub fn accepts_config(&self, config: &Platform) -> bool {
+        if self.matches(config) {
+            return true;
+        }
+        let (wanted_arch, _) = normalize_arch(&self.architecture, self.variant.as_deref());
+        let (arch, variant) = normalize_arch(&config.architecture, config.variant.as_deref());
+        variant.is_none()
+            && normalize_os(&self.os) == normalize_os(&config.os)
+            && wanted_arch == arch
     }
 
     /// How well `candidate` fits this (wanted) platform: `Some(0)` is an exact match,
@@ -1047,6 +1067,17 @@ mod tests {
             select_platform(&index, &host).unwrap().digest,
             digest("arm64-bare")
         );
+    }
+
+    #[test]
+    fn config_platforms_without_variant_are_accepted_on_arch() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        assert!(p("linux/amd64").accepts_config(&p("linux/amd64")));
+        assert!(p("linux/arm/v7").accepts_config(&p("linux/arm")));
+        assert!(p("linux/arm64").accepts_config(&p("linux/aarch64")));
+        assert!(!p("linux/amd64").accepts_config(&p("linux/arm64")));
+        assert!(!p("linux/arm/v6").accepts_config(&p("linux/arm/v7")));
+        assert!(!p("linux/amd64").accepts_config(&p("windows/amd64")));
     }
 
     #[test]

@@ -35,6 +35,20 @@ pub struct PullOptions {
     /// Apparent bytes of the whole unpacked image.
     pub max_image_bytes: u64,
     pub limits: crate::unpack::Limits,
+    /// What happens when a single-platform image (no index to choose from) declares
+    /// another platform than `platform`.
+    pub platform_check: PlatformCheck,
+}
+
+/// How strictly a single-platform image's config must match [`PullOptions::platform`].
+/// Docker's behaviour: an error when the user asked for a platform, a warning otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlatformCheck {
+    /// The platform is the host's default: pull anyway, with a warning.
+    #[default]
+    Warn,
+    /// The user asked for this platform (`--platform`): refuse another.
+    Require,
 }
 
 impl PullOptions {
@@ -49,6 +63,7 @@ impl Default for PullOptions {
             max_concurrent_downloads: Self::DEFAULT_MAX_CONCURRENT_DOWNLOADS,
             max_image_bytes: Self::DEFAULT_MAX_IMAGE_BYTES,
             limits: crate::unpack::Limits::default(),
+            platform_check: PlatformCheck::default(),
         }
     }
 }
@@ -205,6 +220,16 @@ pub async fn pull(
         }
         .into());
     }
+    // An index chose the manifest by platform; a lone manifest is checked here.
+    if resolved.index_digest.is_none() {
+        check_platform(
+            &name,
+            &config.platform(),
+            &resolved.manifest_digest,
+            options,
+            &progress,
+        )?;
+    }
     let chain_ids = image::chain_ids(&config.diff_ids);
     let compressions = layers
         .iter()
@@ -339,6 +364,38 @@ pub async fn pull(
         record: Box::new(record.clone()),
     });
     Ok(record)
+}
+
+/// Compare a single-platform image's config platform with the wanted one: an error when
+/// the user asked for a platform, a warning otherwise (as docker does).
+fn check_platform(
+    name: &str,
+    actual: &Platform,
+    manifest_digest: &Digest,
+    options: &PullOptions,
+    progress: &Arc<dyn PullProgress>,
+) -> Result<(), crate::Error> {
+    if options.platform.accepts_config(actual) {
+        return Ok(());
+    }
+    match options.platform_check {
+        PlatformCheck::Require => Err(image::ImageError::PlatformMismatch {
+            image: name.to_owned(),
+            wanted: options.platform.to_string(),
+            actual: actual.to_string(),
+        }
+        .into()),
+        PlatformCheck::Warn => {
+            progress.event(PullEvent::Warning {
+                digest: manifest_digest.clone(),
+                message: format!(
+                    "image {name} is for platform {actual}, not this host's {}: it may not run here",
+                    options.platform
+                ),
+            });
+            Ok(())
+        }
+    }
 }
 
 /// Fetch the manifest for `reference`, through an index when it names one, and store the

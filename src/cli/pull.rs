@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use farm_puller::image::Platform;
-use farm_puller::pull::{PullOptions, PullProgress};
+use farm_puller::pull::{PlatformCheck, PullOptions, PullProgress};
 use farm_puller::registry::RegistryClient;
 use farm_puller::{Credentials, ImageSource};
 
@@ -63,15 +63,16 @@ pub async fn run(globals: &Globals, args: PullArgs) -> Result<u8> {
 
 /// Options of a pull from the command line: the platform, defaults for the rest.
 pub fn pull_options(platform: Option<&str>) -> Result<PullOptions> {
-    let platform = match platform {
-        Some(platform) => Platform::parse(platform)?,
-        None => Platform::host(),
+    let (platform, platform_check) = match platform {
+        Some(platform) => (Platform::parse(platform)?, PlatformCheck::Require),
+        None => (Platform::host(), PlatformCheck::Warn),
     };
     Ok(PullOptions {
         platform,
         max_concurrent_downloads: 3,
         max_image_bytes: 256 << 30,
         limits: Default::default(),
+        platform_check,
     })
 }
 

@@ -13,4 +13,5 @@ mod faults;
 mod fixtures;
 mod offline;
 mod pull;
+mod review;
 mod store;
