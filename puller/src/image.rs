@@ -172,8 +172,17 @@ pub fn parse_manifest(
             body.len()
         )));
     }
-    let probe: Probe = serde_json::from_slice(body)
-        .map_err(|e| ImageError::InvalidManifest(format!("not a JSON manifest or index: {e}")))?;
+    let probe: Probe = serde_json::from_slice(body).map_err(|e| {
+        let html = content_type.is_some_and(|ct| essence(ct) == "text/html")
+            || body.trim_ascii_start().starts_with(b"<");
+        if html {
+            ImageError::InvalidManifest(
+                "the registry answered with an HTML page, not a manifest: check the registry address, and any proxy or login portal in between".to_owned(),
+            )
+        } else {
+            ImageError::InvalidManifest(format!("not a JSON manifest or index: {e}"))
+        }
+    })?;
     let content_type = content_type
         .map(essence)
         .filter(|ct| !ct.is_empty() && ct != "application/json");
@@ -844,6 +853,21 @@ mod tests {
             as_index(parse(&idx, None).unwrap()).media_type,
             media_types::OCI_INDEX
         );
+    }
+
+    /// A 200 with an HTML page (a captive portal, a web server on the registry's port)
+    /// gave a bare JSON syntax error.
+    #[test]
+    fn html_answer_says_what_it_is() {
+        for content_type in [Some("text/html; charset=UTF-8"), None] {
+            let err = parse_manifest(b"\n<!DOCTYPE html><html>login</html>", content_type)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("HTML page"), "{err}");
+            assert!(err.contains("check the registry address"), "{err}");
+        }
+        let err = parse_manifest(b"{nope", None).unwrap_err().to_string();
+        assert!(err.contains("not a JSON manifest"), "{err}");
     }
 
     #[test]
