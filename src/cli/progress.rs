@@ -2,6 +2,7 @@
 //! otherwise, nothing with `--quiet`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use farm_puller::pull::{PullEvent, PullProgress};
@@ -20,10 +21,16 @@ impl PullProgress for Quiet {
 }
 
 /// Plain lines on stdout, for logs and pipes.
-pub struct Lines;
+#[derive(Default)]
+pub struct Lines {
+    downloaded: AtomicBool,
+}
 
 impl PullProgress for Lines {
     fn event(&self, event: PullEvent) {
+        if matches!(event, PullEvent::Downloading { .. }) {
+            self.downloaded.store(true, Ordering::Relaxed);
+        }
         match event {
             PullEvent::Resolved {
                 name,
@@ -32,7 +39,8 @@ impl PullProgress for Lines {
                 total_bytes,
             } => {
                 println!(
-                    "{name}: pulling {layers} layers ({}), manifest {manifest_digest}",
+                    "{name}: pulling {layers} layer{} ({}), manifest {manifest_digest}",
+                    if layers == 1 { "" } else { "s" },
                     human_bytes(total_bytes)
                 )
             }
@@ -60,7 +68,10 @@ impl PullProgress for Lines {
             }
             PullEvent::Done { record } => {
                 println!("Digest: {}", record.manifest_digest);
-                println!("Status: image is up to date for {}", record.name);
+                println!(
+                    "{}",
+                    status_line(self.downloaded.load(Ordering::Relaxed), &record.name)
+                );
             }
         }
     }
@@ -77,6 +88,7 @@ struct BarState {
     layers: HashMap<Digest, ProgressBar>,
     done: HashMap<Digest, u64>,
     total: Option<ProgressBar>,
+    downloaded: bool,
 }
 
 impl Bars {
@@ -134,6 +146,7 @@ impl PullProgress for Bars {
                 size,
                 offset,
             } => {
+                state.downloaded = true;
                 let bar = self.layer(&mut state, &digest, size);
                 bar.set_position(offset);
                 bar.set_message("downloading");
@@ -169,9 +182,18 @@ impl PullProgress for Bars {
                     .println(format!("Digest: {}", record.manifest_digest));
                 let _ = self
                     .multi
-                    .println(format!("Status: image is up to date for {}", record.name));
+                    .println(status_line(state.downloaded, &record.name));
             }
         }
+    }
+}
+
+/// docker's last line of a pull.
+fn status_line(downloaded: bool, name: &str) -> String {
+    if downloaded {
+        format!("Status: Downloaded newer image for {name}")
+    } else {
+        format!("Status: Image is up to date for {name}")
     }
 }
 

@@ -50,7 +50,7 @@ pub async fn run(globals: &Globals, args: PullArgs) -> Result<u8> {
     } else if std::io::stderr().is_terminal() {
         Arc::new(Bars::new())
     } else {
-        Arc::new(Lines)
+        Arc::new(Lines::default())
     };
     let record = farm_puller::pull::pull(store, &client, &source, &options, progress)
         .await

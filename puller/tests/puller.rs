@@ -1,0 +1,5 @@
+//! The integration tests of farm-puller, one module per area.
+
+mod puller {
+    pub mod unpack;
+}
