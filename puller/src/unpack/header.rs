@@ -113,7 +113,7 @@ fn time(value: &[u8]) -> Result<(i64, u32), String> {
     }
     if s.starts_with('-') && nanos > 0 {
         // -1.5 is 1.5 s before the epoch: -2 s + 0.5 s.
-        return Ok((secs - 1, 1_000_000_000 - nanos));
+        return Ok((secs.checked_sub(1).ok_or_else(bad)?, 1_000_000_000 - nanos));
     }
     Ok((secs, nanos))
 }
@@ -252,5 +252,6 @@ mod tests {
         assert_eq!(time(b"-1.5").unwrap(), (-2, 500_000_000));
         assert_eq!(time(b"5").unwrap(), (5, 0));
         assert!(time(b"x").is_err());
+        assert!(time(b"-9223372036854775808.5").is_err());
     }
 }
