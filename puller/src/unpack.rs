@@ -195,9 +195,11 @@ pub fn apply_layer(
             }
         }
     };
-    let root = Root::open(dest, options.id_base).map_err(|source| UnpackError::Dest {
-        path: dest.to_path_buf(),
-        source,
+    let root = Root::open(dest, options.id_base, limits.max_entries).map_err(|source| {
+        UnpackError::Dest {
+            path: dest.to_path_buf(),
+            source,
+        }
     })?;
     let decoded = stream::decompress(reader, options.compression)
         .map_err(|source| stream_error(&meter, "(none)", source))?;
@@ -303,6 +305,21 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// The error for a parent folder that could not be resolved or made: over the inode budget
+/// (entries and the folders made for them share max_entries) or a filesystem error.
+fn parent_error(path: &[u8], limit: u64) -> impl FnOnce(io::Error) -> UnpackError + '_ {
+    move |source| {
+        if root::is_exhausted(&source) {
+            UnpackError::TooManyEntries {
+                path: show(path),
+                limit,
+            }
+        } else {
+            fs_error("make the folder of", path)(source)
+        }
+    }
+}
+
 fn fs_error<'a>(op: &'static str, path: &'a [u8]) -> impl FnOnce(io::Error) -> UnpackError + 'a {
     move |source| UnpackError::Fs {
         op,
@@ -384,7 +401,7 @@ impl Layer<'_> {
         };
         self.entries += 1;
         let limits = &self.options.limits;
-        if self.entries > limits.max_entries {
+        if self.entries > limits.max_entries || !self.root.spend_inode() {
             return Err(UnpackError::TooManyEntries {
                 path: show(&raw_path),
                 limit: limits.max_entries,
@@ -593,7 +610,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         let (mut file, was_dir) =
             root::create_file(parent, name).map_err(fs_error("create", path))?;
         match root::copy_exact(entry, &mut file, size, &mut self.buf) {
@@ -618,7 +635,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         let dir = root::make_dir(parent, name).map_err(fs_error("make the folder", path))?;
         root::own_fd(dir.as_fd(), meta.uid, meta.gid, meta.mode)
             .map_err(fs_error("set the owner and mode of", path))?;
@@ -664,7 +681,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
         // The target is stored as is: it is only data, every resolution is IN_ROOT.
         rustix::fs::symlinkat(root::os(target), parent, root::os(name))
@@ -682,7 +699,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
         let mode = rustix::fs::Mode::from_raw_mode(meta.mode);
         rustix::fs::mknodat(parent, root::os(name), rustix::fs::FileType::Fifo, mode, 0)
@@ -723,7 +740,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
         if let Some(target_dir) = target_dir {
             // linkat without AT_SYMLINK_FOLLOW links a final symlink itself, never its target.
@@ -758,7 +775,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         let (mut file, _) = root::create_file(parent, name).map_err(fs_error("create", path))?;
         let source = std::fs::File::from(lower.fd);
         match root::copy_exact(&source, &mut file, size, &mut self.buf) {
@@ -794,7 +811,7 @@ impl Layer<'_> {
             let parent = self
                 .root
                 .parent(parent_path)
-                .map_err(fs_error("make the folder of", path))?;
+                .map_err(parent_error(path, self.options.limits.max_entries))?;
             let dir = rustix::fs::openat(
                 parent,
                 ".",
@@ -822,7 +839,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent_path)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::whiteout(parent, hidden, id_base).map_err(fs_error("make the whiteout", path))?;
         self.root.invalidate();
         Ok(())

@@ -33,16 +33,50 @@ pub(super) struct Root {
     fd: OwnedFd,
     id_base: u32,
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Inodes the layer may still make: one per entry and one per folder made for an entry
+    /// (`a/b/c/.../f` makes its folders too; uncounted, a million entries 256 deep would
+    /// make 256 million folders, a disk bomb under every byte cap).
+    inodes_left: u64,
+}
+
+/// The error [`Root::parent`] gives when making a missing folder would pass the inode
+/// budget; see [`is_exhausted`].
+#[derive(Debug)]
+struct Exhausted;
+
+impl std::fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many entries and folders in one layer")
+    }
+}
+
+impl std::error::Error for Exhausted {}
+
+/// Whether `error` says the inode budget ran out.
+pub(super) fn is_exhausted(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Exhausted>())
 }
 
 impl Root {
-    pub(super) fn open(dest: &Path, id_base: u32) -> io::Result<Root> {
+    pub(super) fn open(dest: &Path, id_base: u32, max_inodes: u64) -> io::Result<Root> {
         let fd = rfs::open(dest, DIR_READ.difference(OFlags::NOFOLLOW), Mode::empty())?;
         Ok(Root {
             fd,
             id_base,
             cache: None,
+            inodes_left: max_inodes,
         })
+    }
+
+    /// Take one inode from the budget for an entry; false when none is left.
+    pub(super) fn spend_inode(&mut self) -> bool {
+        match self.inodes_left.checked_sub(1) {
+            Some(left) => {
+                self.inodes_left = left;
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
@@ -85,7 +119,7 @@ impl Root {
         )?)
     }
 
-    fn create_dirs(&self, path: &[u8]) -> io::Result<OwnedFd> {
+    fn create_dirs(&mut self, path: &[u8]) -> io::Result<OwnedFd> {
         let mut current = rfs::openat2(&self.fd, ".", DIR_PATH, Mode::empty(), RESOLVE)?;
         let mut end = 0;
         for component in path.split(|b| *b == b'/') {
@@ -94,6 +128,9 @@ impl Root {
             current = match rfs::openat2(&self.fd, os(prefix), DIR_PATH, Mode::empty(), RESOLVE) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
+                    if !self.spend_inode() {
+                        return Err(io::Error::other(Exhausted));
+                    }
                     // Made relative to the resolved fd of the prefix above, never by path.
                     rfs::mkdirat(&current, os(component), Mode::from_raw_mode(0o700))?;
                     let dir = rfs::openat(&current, os(component), DIR_READ, Mode::empty())?;

@@ -1106,3 +1106,150 @@ fn diff_id_is_sha256_of_the_whole_uncompressed_stream() {
         assert_eq!((report.entries, report.bytes), (1, 7));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Review regressions (rev-unpack).
+
+#[test]
+fn implicit_parent_folders_count_against_max_entries() {
+    // One entry 200 folders deep used to make 200 folders for the price of one entry: with
+    // a million entries that is 200 million inodes (a disk bomb under every byte cap).
+    let sandbox = Sandbox::new();
+    let deep = "d/".repeat(200) + "f";
+    let tar = Tar::default()
+        .pax(&[("path", deep.as_bytes())])
+        .file("short", b"x", 0o644)
+        .finish();
+    let mut opts = options(Compression::None, 0);
+    opts.limits.max_entries = 100;
+    let err = sandbox.apply_contained(&tar, &opts, &[]).unwrap_err();
+    assert!(
+        matches!(err, UnpackError::TooManyEntries { limit: 100, .. }),
+        "{err}"
+    );
+    // Folders named by their own entries are not counted twice.
+    let sandbox = Sandbox::new();
+    let mut tar = Tar::default();
+    let mut path = String::new();
+    for _ in 0..9 {
+        path.push_str("d/");
+        tar.dir(&path, 0o755);
+    }
+    tar.file(&format!("{path}f"), b"x", 0o644);
+    let mut opts = options(Compression::None, 0);
+    opts.limits.max_entries = 10;
+    let report = sandbox.apply_contained(&tar.finish(), &opts, &[]).unwrap();
+    assert_eq!(report.entries, 10);
+}
+
+#[test]
+fn pax_mtime_at_the_i64_minimum_with_a_fraction_is_refused_not_a_panic() {
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .pax(&[("mtime", b"-9223372036854775808.5")])
+        .file("f", b"x", 0o644)
+        .finish();
+    let err = sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::InvalidHeader { .. }), "{err}");
+}
+
+#[test]
+fn header_mtime_past_i64_is_stored_not_refused() {
+    let sandbox = Sandbox::new();
+    let mut tar = Tar::default();
+    tar.header_with(b"f", b'0', 0, 0o644, b"", |b| {
+        b[136] = 0x80; // base-256 mtime: u64::MAX
+        b[140..148].copy_from_slice(&u64::MAX.to_be_bytes());
+    });
+    tar.dir("d", 0o755);
+    let tar = tar.finish();
+    let result = sandbox.apply_contained(&tar, &options(Compression::None, 0), &[]);
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
+fn hostile_oddities_stay_inside_and_mean_what_docker_means() {
+    let sandbox = Sandbox::new();
+    let dest = sandbox.dest();
+    let tar = Tar::default()
+        .dir("./", 0o000) // the layer root made 0000: later entries still land
+        .file(".wh..wh..opq", b"", 0o644) // opaque marker at the root
+        .file(".wh..wh.plnk", b"", 0o644) // aufs metadata: ignored
+        .file("etc/.wh..wh.aufs", b"", 0o644)
+        .file("target", b"t", 0o644)
+        .symlink("sym", "target")
+        .hardlink("hsym", "sym") // a hardlink to a symlink links the symlink itself
+        .hardlink("h", "target")
+        .file("h", b"rewritten", 0o644) // rewriting a hardlink must not write the target
+        .special("pipe", b'6', 0o644)
+        .file("pipe", b"not into the fifo", 0o644) // a file replacing a fifo never opens it
+        .dir("dd", 0o755)
+        .file("dd/t2", b"t2", 0o644)
+        .hardlink("h2", "dd/t2")
+        .file("dd", b"dir replaced", 0o644) // the folder holding a hardlink target goes
+        .file("nl\nname", b"n", 0o644)
+        .file("//slashes", b"s", 0o644)
+        .finish();
+    sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap();
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o000);
+    assert_eq!(
+        xattr_of(&dest, "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(!dest.join(".wh..wh.plnk").exists());
+    assert!(!dest.join("etc/.wh..wh.aufs").exists());
+    assert_eq!(std::fs::read(dest.join("target")).unwrap(), b"t");
+    assert_eq!(std::fs::read(dest.join("h")).unwrap(), b"rewritten");
+    let hsym = std::fs::symlink_metadata(dest.join("hsym")).unwrap();
+    assert!(hsym.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(dest.join("pipe")).unwrap(),
+        b"not into the fifo"
+    );
+    assert_eq!(std::fs::read(dest.join("h2")).unwrap(), b"t2");
+    assert_eq!(std::fs::read(dest.join("dd")).unwrap(), b"dir replaced");
+    assert_eq!(std::fs::read(dest.join("nl\nname")).unwrap(), b"n");
+    assert_eq!(std::fs::read(dest.join("slashes")).unwrap(), b"s");
+
+    // `.` as a symlink, a hardlink or a whiteout of the root: refused.
+    for tar in [
+        Tar::default().symlink(".", "/").finish(),
+        Tar::default().symlink("./", "/etc").finish(),
+        Tar::default().hardlink(".", "target").finish(),
+        Tar::default().file(".wh..", b"", 0o644).finish(),
+        Tar::default().file("./.wh.", b"", 0o644).finish(),
+    ] {
+        let sandbox = Sandbox::new();
+        let err = sandbox
+            .apply_contained(&tar, &options(Compression::None, 0), &[])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::InvalidPath { .. } | UnpackError::Whiteout { .. }
+            ),
+            "{err}"
+        );
+        assert!(std::fs::symlink_metadata(sandbox.dest()).unwrap().is_dir());
+    }
+}
+
+#[test]
+fn mode_bits_outside_07777_are_dropped() {
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .file("f", b"x", 0o170_4755) // S_IFMT garbage over a setuid file
+        .dir("d", 0o141_755)
+        .finish();
+    apply(&tar, &sandbox.dest(), &options(Compression::None, 0));
+    let f = std::fs::symlink_metadata(sandbox.dest().join("f")).unwrap();
+    assert!(f.is_file());
+    assert_eq!(f.mode() & 0o7777, 0o4755);
+    let d = std::fs::symlink_metadata(sandbox.dest().join("d")).unwrap();
+    assert!(d.is_dir());
+}
