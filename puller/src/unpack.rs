@@ -3,6 +3,7 @@
 //! become what overlayfs reads. The only writer of image content.
 //! OWNER: helper "unpack". Interface below is fixed; bodies are to be written.
 
+mod dirs;
 mod header;
 mod root;
 mod stream;
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::digest::Digest;
 use crate::image::Compression;
 
+use dirs::DirTimes;
 use header::{normalize, show, split, BadPath, Pax};
 use root::{CopyError, Root};
 use stream::{Meter, Tee};
@@ -64,6 +66,8 @@ pub enum UnpackError {
         len: usize,
         limit: usize,
     },
+    #[error("folder {path} takes the folder paths this layer names past {limit} bytes; refused as hostile")]
+    TooManyFolders { path: String, limit: usize },
     #[error("entry path {path} has more than {limit} components (max_depth); refused")]
     PathTooDeep { path: String, limit: usize },
     #[error("entry {path} refused: {reason}")]
@@ -213,7 +217,7 @@ pub fn apply_layer(
         entries: 0,
         bytes: 0,
         warnings: Vec::new(),
-        dirs: Vec::new(),
+        dirs: DirTimes::new(dirs::MAX_DIR_BYTES),
         pending: Pending::default(),
         last: b"(none)".to_vec(),
         buf: vec![0u8; root::COPY_BUF],
@@ -288,8 +292,8 @@ struct Layer<'o> {
     entries: u64,
     bytes: u64,
     warnings: Vec<String>,
-    /// Folders made, with their mtimes, applied in reverse order at the end.
-    dirs: Vec<(Vec<u8>, (i64, u32))>,
+    /// Folders made, with their mtimes, applied at the end.
+    dirs: DirTimes,
     pending: Pending,
     /// The last entry path, for messages about the stream.
     last: Vec<u8>,
@@ -631,6 +635,7 @@ impl Layer<'_> {
     }
 
     fn dir(&mut self, path: &[u8], meta: Meta) -> Result<(), UnpackError> {
+        self.record_dir(path, meta.mtime)?;
         let (parent, name) = split(path);
         let parent = self
             .root
@@ -641,7 +646,6 @@ impl Layer<'_> {
             .map_err(fs_error("set the owner and mode of", path))?;
         self.xattrs(dir.as_fd(), path, &meta)?;
         self.root.invalidate();
-        self.dirs.push((path.to_vec(), meta.mtime));
         Ok(())
     }
 
@@ -657,8 +661,7 @@ impl Layer<'_> {
         root::own_fd(fd, meta.uid, meta.gid, meta.mode)
             .map_err(fs_error("set the owner and mode of", b"/"))?;
         self.xattrs(fd, b"/", meta)?;
-        self.dirs.push((Vec::new(), meta.mtime));
-        Ok(())
+        self.record_dir(b"", meta.mtime)
     }
 
     fn symlink(
@@ -845,10 +848,21 @@ impl Layer<'_> {
         Ok(())
     }
 
-    /// Folder mtimes, last made first (making entries inside a folder changes its mtime).
+    fn record_dir(&mut self, path: &[u8], mtime: (i64, u32)) -> Result<(), UnpackError> {
+        if self.dirs.record(path, mtime) {
+            return Ok(());
+        }
+        Err(UnpackError::TooManyFolders {
+            path: show(path),
+            limit: dirs::MAX_DIR_BYTES,
+        })
+    }
+
+    /// Folder mtimes, once every entry is made (making entries inside a folder changes
+    /// its mtime).
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
-        for (path, mtime) in self.dirs.iter().rev() {
-            match root::dir_times(self.root.fd(), path, *mtime) {
+        for (path, mtime) in self.dirs.iter() {
+            match root::dir_times(self.root.fd(), path, mtime) {
                 Ok(()) => {}
                 // Replaced or removed by a later entry: nothing to set.
                 Err(e)

@@ -1253,3 +1253,25 @@ fn mode_bits_outside_07777_are_dropped() {
     let d = std::fs::symlink_metadata(sandbox.dest().join("d")).unwrap();
     assert!(d.is_dir());
 }
+
+#[test]
+fn a_folder_named_twice_keeps_the_mtime_of_its_last_entry() {
+    // Folder mtimes used to be applied last-made-first, so the first entry's won.
+    let sandbox = Sandbox::new();
+    let mut tar = Tar::default();
+    tar.header_with(b"d", b'5', 0, 0o755, b"", |b| octal(&mut b[136..148], 1000));
+    tar.file("d/f", b"x", 0o644);
+    tar.header_with(b"d", b'5', 0, 0o700, b"", |b| octal(&mut b[136..148], 2000));
+    tar.header_with(b"./", b'5', 0, 0o755, b"", |b| {
+        octal(&mut b[136..148], 3000)
+    });
+    tar.header_with(b".", b'5', 0, 0o755, b"", |b| octal(&mut b[136..148], 4000));
+    apply(
+        &tar.finish(),
+        &sandbox.dest(),
+        &options(Compression::None, 0),
+    );
+    let d = std::fs::metadata(sandbox.dest().join("d")).unwrap();
+    assert_eq!((d.mtime(), d.mode() & 0o7777), (2000, 0o700));
+    assert_eq!(std::fs::metadata(sandbox.dest()).unwrap().mtime(), 4000);
+}
