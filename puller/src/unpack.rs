@@ -21,6 +21,7 @@ use crate::image::Compression;
 
 use dirs::DirTimes;
 use header::{normalize, show, split, BadPath, Pax};
+pub(crate) use root::remove_tree;
 use root::{CopyError, Root};
 use stream::{Meter, Tee};
 use xattr::Verdict;

@@ -162,32 +162,137 @@ pub(super) fn clear(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
     }
 }
 
-/// Remove the tree `name` in `parent`, never following a symlink.
-pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let dir = match rfs::openat(parent, os(name), DIR_READ, Mode::empty()) {
+/// Remove the tree `name` in `parent`, never following a symlink, with a bounded stack
+/// and two fds whatever the depth: a layer can chain folders far deeper than the fd limit
+/// or a thread's stack (each entry within max_depth, through symlinks to the bottom made
+/// so far). It climbs back with `..`, checking each parent is the folder it came from.
+/// Folders an image made unreadable (mode 000) are opened up for the owner first.
+pub(crate) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let mut dir = match open_for_removal(parent, name)? {
+        Removal::Dir(dir) => dir,
+        Removal::NotDir => return Ok(rfs::unlinkat(parent, os(name), AtFlags::empty())?),
+        Removal::Gone => return Ok(()),
+    };
+    let mut current = Level::read(name.to_vec(), &dir)?;
+    let mut above: Vec<Level> = Vec::new();
+    loop {
+        if let Some(child) = current.subdirs.pop() {
+            match open_for_removal(dir.as_fd(), &child)? {
+                Removal::Dir(fd) => {
+                    let level = Level::read(child, &fd)?;
+                    above.push(std::mem::replace(&mut current, level));
+                    dir = fd;
+                }
+                Removal::NotDir => rfs::unlinkat(&dir, os(&child), AtFlags::empty())?,
+                Removal::Gone => {}
+            }
+            continue;
+        }
+        let Some(up) = above.pop() else { break };
+        let parent_dir = rfs::openat(&dir, "..", DIR_READ, Mode::empty())?;
+        let stat = rfs::fstat(&parent_dir)?;
+        if (stat.st_dev, stat.st_ino) != up.id {
+            return Err(io::Error::other(
+                "a folder moved while its tree was being removed; removal stopped",
+            ));
+        }
+        rfs::unlinkat(&parent_dir, os(&current.name), AtFlags::REMOVEDIR)?;
+        dir = parent_dir;
+        current = up;
+    }
+    drop(dir);
+    Ok(rfs::unlinkat(parent, os(name), AtFlags::REMOVEDIR)?)
+}
+
+/// One folder on the way down: its name in its parent, its identity, the sub-folders left.
+struct Level {
+    name: Vec<u8>,
+    id: (u64, u64),
+    subdirs: Vec<Vec<u8>>,
+}
+
+impl Level {
+    /// Unlink every non-folder in `dir` and list its sub-folders (read fully first:
+    /// unlinking while reading a folder may skip entries).
+    fn read(name: Vec<u8>, dir: &OwnedFd) -> io::Result<Level> {
+        let stat = rfs::fstat(dir)?;
+        let mut subdirs = Vec::new();
+        let mut others = Vec::new();
+        for entry in rfs::Dir::read_from(dir)? {
+            let entry = entry?;
+            let child = entry.file_name().to_bytes();
+            if child == b"." || child == b".." {
+                continue;
+            }
+            match entry.file_type() {
+                FileType::Directory | FileType::Unknown => subdirs.push(child.to_vec()),
+                _ => others.push(child.to_vec()),
+            }
+        }
+        for child in others {
+            rfs::unlinkat(dir, os(&child), AtFlags::empty())?;
+        }
+        Ok(Level {
+            name,
+            id: (stat.st_dev, stat.st_ino),
+            subdirs,
+        })
+    }
+}
+
+enum Removal {
+    Dir(OwnedFd),
+    NotDir,
+    Gone,
+}
+
+/// Open `name` in `parent` as a folder to empty, never following a symlink; owner rwx is
+/// added where missing so that a non-root owner can list and empty it.
+fn open_for_removal(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<Removal> {
+    let open = || rfs::openat(parent, os(name), DIR_READ, Mode::empty());
+    let dir = match open() {
         Ok(dir) => dir,
         // A symlink (ELOOP) or anything not a folder: unlink the name itself.
-        Err(Errno::LOOP | Errno::NOTDIR) => {
-            return Ok(rfs::unlinkat(parent, os(name), AtFlags::empty())?)
+        Err(Errno::LOOP | Errno::NOTDIR) => return Ok(Removal::NotDir),
+        Err(Errno::NOENT) => return Ok(Removal::Gone),
+        Err(Errno::ACCESS) => {
+            // fchmodat follows symlinks, but ELOOP above said this is no symlink.
+            let stat = rfs::statat(parent, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+                return Ok(Removal::NotDir);
+            }
+            let mode = Mode::from_raw_mode((stat.st_mode | 0o700) & 0o7777);
+            rfs::chmodat(parent, os(name), mode, AtFlags::empty())?;
+            open()?
         }
+        Err(e) => return Err(e.into()),
+    };
+    let stat = rfs::fstat(&dir)?;
+    if stat.st_mode & 0o700 != 0o700 {
+        rfs::fchmod(&dir, Mode::from_raw_mode((stat.st_mode | 0o700) & 0o7777))?;
+    }
+    Ok(Removal::Dir(dir))
+}
+
+/// Remove the tree at `path` (not following a final symlink); missing is fine.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a removable path",
+        ));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let parent = match rfs::open(parent, DIR_PATH, Mode::empty()) {
+        Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let mut children = Vec::new();
-    for entry in rfs::Dir::read_from(&dir)? {
-        let entry = entry?;
-        let child = entry.file_name().to_bytes();
-        if child != b"." && child != b".." {
-            children.push((child.to_vec(), entry.file_type()));
-        }
-    }
-    for (child, kind) in children {
-        match kind {
-            FileType::Directory | FileType::Unknown => remove_all_at(dir.as_fd(), &child)?,
-            _ => rfs::unlinkat(&dir, os(&child), AtFlags::empty())?,
-        }
-    }
-    Ok(rfs::unlinkat(parent, os(name), AtFlags::REMOVEDIR)?)
+    remove_all_at(parent.as_fd(), name.as_bytes())
 }
 
 /// Create the regular file `name` in `parent` (0600, replacing what is there) for writing.

@@ -1275,3 +1275,60 @@ fn a_folder_named_twice_keeps_the_mtime_of_its_last_entry() {
     assert_eq!((d.mtime(), d.mode() & 0o7777), (2000, 0o700));
     assert_eq!(std::fs::metadata(sandbox.dest()).unwrap().mtime(), 4000);
 }
+
+/// A layer that makes a folder chain `depth` deep under `a/` (every entry within
+/// max_depth: each one goes through a symlink to the bottom made so far), then ends
+/// with `last` entries.
+fn deep_tree_layer(depth: usize, last: impl FnOnce(&mut Tar)) -> Vec<u8> {
+    let mut tar = Tar::default();
+    tar.dir("a", 0o755);
+    // The bottom is `head` followed by `lit` levels of `d`.
+    let (mut head, mut lit) = ("a".to_string(), 0usize);
+    let mut made = 0;
+    let mut k = 0;
+    while made < depth {
+        let link = format!("s{k}");
+        k += 1;
+        let target = format!("/{head}{}", "/d".repeat(lit));
+        tar.pax(&[("linkpath", target.as_bytes())]);
+        tar.symlink(&link, "ignored");
+        tar.pax(&[("path", format!("{link}{}", "/d".repeat(200)).as_bytes())]);
+        tar.dir("ignored", 0o755);
+        made += 200;
+        lit += 200;
+        if head.len() + 2 * (lit + 200) > 4000 {
+            (head, lit) = (link, 200);
+        }
+    }
+    last(&mut tar);
+    tar.finish()
+}
+
+#[test]
+fn replacing_a_folder_ten_thousand_deep_neither_overflows_nor_runs_out_of_fds() {
+    // Folder removal used to recurse, holding one fd and one stack frame per level: a
+    // layer can build a chain deeper than the fd limit and the thread's stack.
+    let layer = deep_tree_layer(10_000, |tar| {
+        tar.file("a", b"replaced", 0o644);
+    });
+    let sandbox = Sandbox::new();
+    let mut opts = options(Compression::None, 0);
+    opts.limits.max_path_bytes = 8192;
+    sandbox.apply_contained(&layer, &opts, &[]).unwrap();
+    assert_eq!(
+        std::fs::read(sandbox.dest().join("a")).unwrap(),
+        b"replaced"
+    );
+}
+
+#[test]
+fn a_snapshot_ten_thousand_deep_can_be_deleted() {
+    use farm_puller::snapshots::Snapshots;
+    let layer = deep_tree_layer(10_000, |_| {});
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshots = Snapshots::open(tmp.path()).unwrap();
+    let prepared = snapshots.prepare().unwrap();
+    apply(&layer, &prepared.fs(), &options(Compression::None, 0));
+    snapshots.abort(prepared).unwrap();
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
