@@ -119,28 +119,53 @@ impl Root {
         )?)
     }
 
+    /// Make the missing folders of `path` (known not to resolve): find the longest prefix
+    /// that resolves (usually all but the last component), then make the rest, each one
+    /// relative to the fd of the folder just made (it is empty, so nothing below exists),
+    /// instead of resolving every prefix from the root again (O(depth²) lookups, each one
+    /// possibly through thousands of components behind a symlink).
     fn create_dirs(&mut self, path: &[u8]) -> io::Result<OwnedFd> {
-        let mut current = rfs::openat2(&self.fd, ".", DIR_PATH, Mode::empty(), RESOLVE)?;
-        let mut end = 0;
-        for component in path.split(|b| *b == b'/') {
-            let prefix = &path[..end + component.len()];
-            end += component.len() + 1;
-            current = match rfs::openat2(&self.fd, os(prefix), DIR_PATH, Mode::empty(), RESOLVE) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => {
-                    if !self.spend_inode() {
-                        return Err(io::Error::other(Exhausted));
-                    }
-                    // Made relative to the resolved fd of the prefix above, never by path.
-                    rfs::mkdirat(&current, os(component), Mode::from_raw_mode(0o700))?;
-                    let dir = rfs::openat(&current, os(component), DIR_READ, Mode::empty())?;
-                    let id = Some(self.id_base);
-                    rfs::fchown(&dir, id.map(Uid::from_raw), id.map(Gid::from_raw))?;
-                    rfs::fchmod(&dir, Mode::from_raw_mode(0o755))?;
-                    dir
-                }
-                Err(e) => return Err(e.into()),
-            };
+        let components: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+        let prefix = |n: usize| -> &[u8] {
+            let len: usize = components[..n].iter().map(|c| c.len() + 1).sum();
+            &path[..len.saturating_sub(1)]
+        };
+        let open = |n: usize| -> io::Result<Option<OwnedFd>> {
+            let at = if n == 0 { &b"."[..] } else { prefix(n) };
+            match rfs::openat2(&self.fd, os(at), DIR_PATH, Mode::empty(), RESOLVE) {
+                Ok(fd) => Ok(Some(fd)),
+                Err(Errno::NOENT) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        // Whether a prefix resolves is monotone in its length: usually all but the last
+        // component do; otherwise a binary search finds the longest, in O(log depth).
+        let (mut found, mut missing) = (0, components.len());
+        let mut current = None;
+        let mut probe = missing - 1;
+        while probe > found {
+            match open(probe)? {
+                Some(fd) => (found, current) = (probe, Some(fd)),
+                None => missing = probe,
+            }
+            probe = found + (missing - found) / 2;
+        }
+        let existing = found;
+        let mut current = match current {
+            Some(fd) => fd,
+            None => open(existing)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?,
+        };
+        for component in &components[existing..] {
+            if !self.spend_inode() {
+                return Err(io::Error::other(Exhausted));
+            }
+            // Made relative to the resolved fd of the folder above, never by path.
+            rfs::mkdirat(&current, os(component), Mode::from_raw_mode(0o700))?;
+            let dir = rfs::openat(&current, os(component), DIR_READ, Mode::empty())?;
+            let id = Some(self.id_base);
+            rfs::fchown(&dir, id.map(Uid::from_raw), id.map(Gid::from_raw))?;
+            rfs::fchmod(&dir, Mode::from_raw_mode(0o755))?;
+            current = dir;
         }
         Ok(current)
     }
