@@ -516,7 +516,12 @@ impl Layer<'_> {
             Kind::File => self.file(&mut entry, &path, size, &meta),
             Kind::Dir => self.dir(&path, meta),
             Kind::Symlink => self.symlink(&path, link.as_deref(), &meta),
-            Kind::Hardlink => self.hardlink(&path, link.as_deref()),
+            Kind::Hardlink => {
+                let result = self.hardlink(&path, link.as_deref());
+                // It may have replaced a name the cached parent's path resolves through.
+                self.root.invalidate();
+                result
+            }
             Kind::Fifo => self.fifo(&path, &meta),
             Kind::Device => {
                 self.warn(format!(
@@ -616,8 +621,13 @@ impl Layer<'_> {
             .root
             .parent(parent)
             .map_err(parent_error(path, self.options.limits.max_entries))?;
-        let (mut file, was_dir) =
+        let (mut file, replaced) =
             root::create_file(parent, name).map_err(fs_error("create", path))?;
+        if replaced {
+            // What was replaced may have been a symlink or folder the cached parent's
+            // path resolves through (`p` -> `q/k/..`, this entry `p/k`).
+            self.root.invalidate();
+        }
         match root::copy_exact(entry, &mut file, size, &mut self.buf) {
             Ok(true) => {}
             Ok(false) => return Err(UnpackError::Truncated { path: show(path) }),
@@ -629,9 +639,6 @@ impl Layer<'_> {
         self.xattrs(file.as_fd(), path, meta)?;
         rustix::fs::futimens(&file, &root::timestamps(meta.mtime))
             .map_err(|e| fs_error("set the mtime of", path)(e.into()))?;
-        if was_dir {
-            self.root.invalidate();
-        }
         Ok(())
     }
 

@@ -320,7 +320,8 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     remove_all_at(parent.as_fd(), name.as_bytes())
 }
 
-/// Create the regular file `name` in `parent` (0600, replacing what is there) for writing.
+/// Create the regular file `name` in `parent` (0600, replacing what is there) for writing;
+/// true when something was replaced (which may change how other paths resolve).
 pub(super) fn create_file(
     parent: BorrowedFd<'_>,
     name: &[u8],
@@ -334,8 +335,8 @@ pub(super) fn create_file(
     match rfs::openat(parent, os(name), flags, mode) {
         Ok(fd) => Ok((fd.into(), false)),
         Err(Errno::EXIST) => {
-            let was_dir = clear(parent, name)?;
-            Ok((rfs::openat(parent, os(name), flags, mode)?.into(), was_dir))
+            clear(parent, name)?;
+            Ok((rfs::openat(parent, os(name), flags, mode)?.into(), true))
         }
         Err(e) => Err(e.into()),
     }

@@ -1332,3 +1332,48 @@ fn a_snapshot_ten_thousand_deep_can_be_deleted() {
     snapshots.abort(prepared).unwrap();
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn a_file_replacing_a_symlink_in_the_cached_parents_path_drops_the_cache() {
+    // `p` resolves through `q/k/..`; the file entry `p/k` replaces the symlink `q/k`, so
+    // `p` no longer resolves (q/k is a file now). The cached fd of `p` used to outlive
+    // that, and `p/z` landed in `q/z`: inside the root, but not where the path leads.
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .dir("q", 0o755)
+        .dir("q/kk", 0o755)
+        .symlink("q/k", "/q/kk")
+        .symlink("p", "q/k/..")
+        .file("p/a", b"a", 0o644)
+        .file("p/k", b"k", 0o644)
+        .file("p/z", b"z", 0o644)
+        .finish();
+    let err = sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::Fs { .. }), "{err}");
+    assert!(err.to_string().contains("p/z"), "{err}");
+    let dest = sandbox.dest();
+    assert_eq!(std::fs::read(dest.join("q/a")).unwrap(), b"a");
+    assert_eq!(std::fs::read(dest.join("q/k")).unwrap(), b"k");
+    assert!(!dest.join("q/z").exists());
+}
+
+#[test]
+fn a_hardlink_replacing_a_symlink_in_the_cached_parents_path_drops_the_cache() {
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .dir("q", 0o755)
+        .dir("q/kk", 0o755)
+        .symlink("q/k", "/q/kk")
+        .symlink("p", "q/k/..")
+        .file("p/a", b"a", 0o644)
+        .hardlink("p/k", "q/a")
+        .file("p/z", b"z", 0o644)
+        .finish();
+    let err = sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::Fs { .. }), "{err}");
+    assert!(!sandbox.dest().join("q/z").exists());
+}
