@@ -492,7 +492,8 @@ impl Layer<'_> {
             mtime,
             xattrs: Vec::new(),
         };
-        for (name, value) in pax.xattrs {
+        // An empty value is a deleted key (see header::Pax::xattrs).
+        for (name, value) in pax.xattrs.into_iter().filter(|(_, v)| !v.is_empty()) {
             match xattr::vet(&show(&path), &name, &value, self.options.id_base) {
                 Verdict::Keep(value) => meta.xattrs.push((name, value)),
                 Verdict::Drop(warning) => self.warn(warning),
