@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
@@ -220,50 +220,11 @@ pub(crate) fn is_stale_tmp(name: &str) -> bool {
     tmp_pid(name).is_some_and(|pid| !pid_alive(pid))
 }
 
-/// Delete `path` and everything below it without following symlinks. Folders an image made
-/// unreadable (mode 000) are opened up first when removal is refused.
+/// Delete `path` and everything below it without following symlinks, whatever its depth
+/// (an image can chain folders deeper than the fd limit). Folders an image made
+/// unreadable (mode 000) are opened up first.
 pub(crate) fn remove_tree(path: &Path) -> Result<(), SnapshotError> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            open_up_dirs(path);
-            match fs::remove_dir_all(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SnapshotError::Io {
-                    path: path.to_owned(),
-                    source: e,
-                }),
-                _ => Ok(()),
-            }
-        }
-        Err(e) => Err(SnapshotError::Io {
-            path: path.to_owned(),
-            source: e,
-        }),
-    }
-}
-
-/// Give the owner rwx on every folder of the tree (never through a symlink).
-fn open_up_dirs(path: &Path) {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return;
-    };
-    if !meta.is_dir() {
-        return;
-    }
-    if meta.mode() & 0o700 != 0o700 {
-        let _ = fs::set_permissions(
-            path,
-            fs::Permissions::from_mode((meta.mode() | 0o700) & 0o7777),
-        );
-    }
-    if let Ok(entries) = fs::read_dir(path) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                open_up_dirs(&entry.path());
-            }
-        }
-    }
+    crate::unpack::remove_tree(path).map_err(io_err(path))
 }
 
 /// Apparent bytes of the regular files under `path` (symlinks not followed).
@@ -289,6 +250,7 @@ pub(crate) fn tree_size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn chain(n: u8) -> Digest {
         Digest::of(&[n])

@@ -3,6 +3,7 @@
 //! become what overlayfs reads. The only writer of image content.
 //! OWNER: helper "unpack". Interface below is fixed; bodies are to be written.
 
+mod dirs;
 mod header;
 mod root;
 mod stream;
@@ -18,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::digest::Digest;
 use crate::image::Compression;
 
+use dirs::DirTimes;
 use header::{normalize, show, split, BadPath, Pax};
+pub(crate) use root::remove_tree;
 use root::{CopyError, Root};
 use stream::{Meter, Tee};
 use xattr::Verdict;
@@ -64,6 +67,8 @@ pub enum UnpackError {
         len: usize,
         limit: usize,
     },
+    #[error("folder {path} takes the folder paths this layer names past {limit} bytes; refused as hostile")]
+    TooManyFolders { path: String, limit: usize },
     #[error("entry path {path} has more than {limit} components (max_depth); refused")]
     PathTooDeep { path: String, limit: usize },
     #[error("entry {path} refused: {reason}")]
@@ -195,9 +200,11 @@ pub fn apply_layer(
             }
         }
     };
-    let root = Root::open(dest, options.id_base).map_err(|source| UnpackError::Dest {
-        path: dest.to_path_buf(),
-        source,
+    let root = Root::open(dest, options.id_base, limits.max_entries).map_err(|source| {
+        UnpackError::Dest {
+            path: dest.to_path_buf(),
+            source,
+        }
     })?;
     let decoded = stream::decompress(reader, options.compression)
         .map_err(|source| stream_error(&meter, "(none)", source))?;
@@ -211,7 +218,7 @@ pub fn apply_layer(
         entries: 0,
         bytes: 0,
         warnings: Vec::new(),
-        dirs: Vec::new(),
+        dirs: DirTimes::new(dirs::MAX_DIR_BYTES),
         pending: Pending::default(),
         last: b"(none)".to_vec(),
         buf: vec![0u8; root::COPY_BUF],
@@ -286,8 +293,8 @@ struct Layer<'o> {
     entries: u64,
     bytes: u64,
     warnings: Vec<String>,
-    /// Folders made, with their mtimes, applied in reverse order at the end.
-    dirs: Vec<(Vec<u8>, (i64, u32))>,
+    /// Folders made, with their mtimes, applied at the end.
+    dirs: DirTimes,
     pending: Pending,
     /// The last entry path, for messages about the stream.
     last: Vec<u8>,
@@ -301,6 +308,21 @@ struct Meta {
     mode: u32,
     mtime: (i64, u32),
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The error for a parent folder that could not be resolved or made: over the inode budget
+/// (entries and the folders made for them share max_entries) or a filesystem error.
+fn parent_error(path: &[u8], limit: u64) -> impl FnOnce(io::Error) -> UnpackError + '_ {
+    move |source| {
+        if root::is_exhausted(&source) {
+            UnpackError::TooManyEntries {
+                path: show(path),
+                limit,
+            }
+        } else {
+            fs_error("make the folder of", path)(source)
+        }
+    }
 }
 
 fn fs_error<'a>(op: &'static str, path: &'a [u8]) -> impl FnOnce(io::Error) -> UnpackError + 'a {
@@ -384,7 +406,7 @@ impl Layer<'_> {
         };
         self.entries += 1;
         let limits = &self.options.limits;
-        if self.entries > limits.max_entries {
+        if self.entries > limits.max_entries || !self.root.spend_inode() {
             return Err(UnpackError::TooManyEntries {
                 path: show(&raw_path),
                 limit: limits.max_entries,
@@ -470,7 +492,8 @@ impl Layer<'_> {
             mtime,
             xattrs: Vec::new(),
         };
-        for (name, value) in pax.xattrs {
+        // An empty value is a deleted key (see header::Pax::xattrs).
+        for (name, value) in pax.xattrs.into_iter().filter(|(_, v)| !v.is_empty()) {
             match xattr::vet(&show(&path), &name, &value, self.options.id_base) {
                 Verdict::Keep(value) => meta.xattrs.push((name, value)),
                 Verdict::Drop(warning) => self.warn(warning),
@@ -494,7 +517,12 @@ impl Layer<'_> {
             Kind::File => self.file(&mut entry, &path, size, &meta),
             Kind::Dir => self.dir(&path, meta),
             Kind::Symlink => self.symlink(&path, link.as_deref(), &meta),
-            Kind::Hardlink => self.hardlink(&path, link.as_deref()),
+            Kind::Hardlink => {
+                let result = self.hardlink(&path, link.as_deref());
+                // It may have replaced a name the cached parent's path resolves through.
+                self.root.invalidate();
+                result
+            }
             Kind::Fifo => self.fifo(&path, &meta),
             Kind::Device => {
                 self.warn(format!(
@@ -593,9 +621,14 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
-        let (mut file, was_dir) =
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
+        let (mut file, replaced) =
             root::create_file(parent, name).map_err(fs_error("create", path))?;
+        if replaced {
+            // What was replaced may have been a symlink or folder the cached parent's
+            // path resolves through (`p` -> `q/k/..`, this entry `p/k`).
+            self.root.invalidate();
+        }
         match root::copy_exact(entry, &mut file, size, &mut self.buf) {
             Ok(true) => {}
             Ok(false) => return Err(UnpackError::Truncated { path: show(path) }),
@@ -607,24 +640,21 @@ impl Layer<'_> {
         self.xattrs(file.as_fd(), path, meta)?;
         rustix::fs::futimens(&file, &root::timestamps(meta.mtime))
             .map_err(|e| fs_error("set the mtime of", path)(e.into()))?;
-        if was_dir {
-            self.root.invalidate();
-        }
         Ok(())
     }
 
     fn dir(&mut self, path: &[u8], meta: Meta) -> Result<(), UnpackError> {
+        self.record_dir(path, meta.mtime)?;
         let (parent, name) = split(path);
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         let dir = root::make_dir(parent, name).map_err(fs_error("make the folder", path))?;
         root::own_fd(dir.as_fd(), meta.uid, meta.gid, meta.mode)
             .map_err(fs_error("set the owner and mode of", path))?;
         self.xattrs(dir.as_fd(), path, &meta)?;
         self.root.invalidate();
-        self.dirs.push((path.to_vec(), meta.mtime));
         Ok(())
     }
 
@@ -640,8 +670,7 @@ impl Layer<'_> {
         root::own_fd(fd, meta.uid, meta.gid, meta.mode)
             .map_err(fs_error("set the owner and mode of", b"/"))?;
         self.xattrs(fd, b"/", meta)?;
-        self.dirs.push((Vec::new(), meta.mtime));
-        Ok(())
+        self.record_dir(b"", meta.mtime)
     }
 
     fn symlink(
@@ -664,7 +693,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
         // The target is stored as is: it is only data, every resolution is IN_ROOT.
         rustix::fs::symlinkat(root::os(target), parent, root::os(name))
@@ -682,7 +711,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
         let mode = rustix::fs::Mode::from_raw_mode(meta.mode);
         rustix::fs::mknodat(parent, root::os(name), rustix::fs::FileType::Fifo, mode, 0)
@@ -723,7 +752,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
         if let Some(target_dir) = target_dir {
             // linkat without AT_SYMLINK_FOLLOW links a final symlink itself, never its target.
@@ -758,7 +787,7 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         let (mut file, _) = root::create_file(parent, name).map_err(fs_error("create", path))?;
         let source = std::fs::File::from(lower.fd);
         match root::copy_exact(&source, &mut file, size, &mut self.buf) {
@@ -794,7 +823,7 @@ impl Layer<'_> {
             let parent = self
                 .root
                 .parent(parent_path)
-                .map_err(fs_error("make the folder of", path))?;
+                .map_err(parent_error(path, self.options.limits.max_entries))?;
             let dir = rustix::fs::openat(
                 parent,
                 ".",
@@ -822,16 +851,27 @@ impl Layer<'_> {
         let parent = self
             .root
             .parent(parent_path)
-            .map_err(fs_error("make the folder of", path))?;
+            .map_err(parent_error(path, self.options.limits.max_entries))?;
         root::whiteout(parent, hidden, id_base).map_err(fs_error("make the whiteout", path))?;
         self.root.invalidate();
         Ok(())
     }
 
-    /// Folder mtimes, last made first (making entries inside a folder changes its mtime).
+    fn record_dir(&mut self, path: &[u8], mtime: (i64, u32)) -> Result<(), UnpackError> {
+        if self.dirs.record(path, mtime) {
+            return Ok(());
+        }
+        Err(UnpackError::TooManyFolders {
+            path: show(path),
+            limit: dirs::MAX_DIR_BYTES,
+        })
+    }
+
+    /// Folder mtimes, once every entry is made (making entries inside a folder changes
+    /// its mtime).
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
-        for (path, mtime) in self.dirs.iter().rev() {
-            match root::dir_times(self.root.fd(), path, *mtime) {
+        for (path, mtime) in self.dirs.iter() {
+            match root::dir_times(self.root.fd(), path, mtime) {
                 Ok(()) => {}
                 // Replaced or removed by a later entry: nothing to set.
                 Err(e)

@@ -10,7 +10,12 @@ pub(super) struct Pax {
     pub(super) gid: Option<u64>,
     pub(super) mtime: Option<(i64, u32)>,
     pub(super) size: Option<u64>,
+    /// In first-seen order; a later record for a name replaces the value in place, and an
+    /// empty value (POSIX: the key is deleted) stays as a tombstone: users skip it.
     pub(super) xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where each xattr name sits in `xattrs`: records are folded in linear time (a 1 MiB
+    /// header holds 30 000 of them).
+    xattr_index: std::collections::HashMap<Vec<u8>, usize>,
     /// A `GNU.sparse.*` key was present.
     pub(super) sparse: bool,
     /// `GNU.sparse.realsize` / `GNU.sparse.size`: the apparent size of a sparse file.
@@ -72,10 +77,13 @@ pub(super) fn parse_pax(mut data: &[u8], pax: &mut Pax) -> Result<(), String> {
             }
             b"mtime" => pax.mtime = if empty { None } else { Some(time(value)?) },
             _ if key.starts_with(XATTR_PREFIX) => {
-                let name = key[XATTR_PREFIX.len()..].to_vec();
-                pax.xattrs.retain(|(n, _)| *n != name);
-                if !empty {
-                    pax.xattrs.push((name, value.to_vec()));
+                let name = &key[XATTR_PREFIX.len()..];
+                match pax.xattr_index.get(name) {
+                    Some(&i) => pax.xattrs[i].1 = value.to_vec(),
+                    None => {
+                        pax.xattr_index.insert(name.to_vec(), pax.xattrs.len());
+                        pax.xattrs.push((name.to_vec(), value.to_vec()));
+                    }
                 }
             }
             _ if key.starts_with(b"GNU.sparse.") => {
@@ -113,7 +121,7 @@ fn time(value: &[u8]) -> Result<(i64, u32), String> {
     }
     if s.starts_with('-') && nanos > 0 {
         // -1.5 is 1.5 s before the epoch: -2 s + 0.5 s.
-        return Ok((secs - 1, 1_000_000_000 - nanos));
+        return Ok((secs.checked_sub(1).ok_or_else(bad)?, 1_000_000_000 - nanos));
     }
     Ok((secs, nanos))
 }
@@ -244,6 +252,19 @@ mod tests {
         assert_eq!(pax.mtime, Some((1_700_000_000, 250_000_000)));
         assert_eq!(pax.xattrs, vec![(b"user.x".to_vec(), b"v=1".to_vec())]);
         assert!(parse_pax(b"99 path=x\n", &mut Pax::default()).is_err());
+
+        // A later record replaces an earlier one; an empty value leaves a tombstone.
+        let mut pax = Pax::default();
+        let records = b"25 SCHILY.xattr.user.a=1\n25 SCHILY.xattr.user.b=2\n\
+                        25 SCHILY.xattr.user.a=3\n24 SCHILY.xattr.user.b=\n";
+        parse_pax(records, &mut pax).unwrap();
+        assert_eq!(
+            pax.xattrs,
+            vec![
+                (b"user.a".to_vec(), b"3".to_vec()),
+                (b"user.b".to_vec(), Vec::new())
+            ]
+        );
         assert!(parse_pax(b"garbage", &mut Pax::default()).is_err());
     }
 
@@ -252,5 +273,6 @@ mod tests {
         assert_eq!(time(b"-1.5").unwrap(), (-2, 500_000_000));
         assert_eq!(time(b"5").unwrap(), (5, 0));
         assert!(time(b"x").is_err());
+        assert!(time(b"-9223372036854775808.5").is_err());
     }
 }

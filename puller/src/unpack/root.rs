@@ -33,16 +33,50 @@ pub(super) struct Root {
     fd: OwnedFd,
     id_base: u32,
     cache: Option<(Vec<u8>, OwnedFd)>,
+    /// Inodes the layer may still make: one per entry and one per folder made for an entry
+    /// (`a/b/c/.../f` makes its folders too; uncounted, a million entries 256 deep would
+    /// make 256 million folders, a disk bomb under every byte cap).
+    inodes_left: u64,
+}
+
+/// The error [`Root::parent`] gives when making a missing folder would pass the inode
+/// budget; see [`is_exhausted`].
+#[derive(Debug)]
+struct Exhausted;
+
+impl std::fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many entries and folders in one layer")
+    }
+}
+
+impl std::error::Error for Exhausted {}
+
+/// Whether `error` says the inode budget ran out.
+pub(super) fn is_exhausted(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Exhausted>())
 }
 
 impl Root {
-    pub(super) fn open(dest: &Path, id_base: u32) -> io::Result<Root> {
+    pub(super) fn open(dest: &Path, id_base: u32, max_inodes: u64) -> io::Result<Root> {
         let fd = rfs::open(dest, DIR_READ.difference(OFlags::NOFOLLOW), Mode::empty())?;
         Ok(Root {
             fd,
             id_base,
             cache: None,
+            inodes_left: max_inodes,
         })
+    }
+
+    /// Take one inode from the budget for an entry; false when none is left.
+    pub(super) fn spend_inode(&mut self) -> bool {
+        match self.inodes_left.checked_sub(1) {
+            Some(left) => {
+                self.inodes_left = left;
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn fd(&self) -> BorrowedFd<'_> {
@@ -85,25 +119,53 @@ impl Root {
         )?)
     }
 
-    fn create_dirs(&self, path: &[u8]) -> io::Result<OwnedFd> {
-        let mut current = rfs::openat2(&self.fd, ".", DIR_PATH, Mode::empty(), RESOLVE)?;
-        let mut end = 0;
-        for component in path.split(|b| *b == b'/') {
-            let prefix = &path[..end + component.len()];
-            end += component.len() + 1;
-            current = match rfs::openat2(&self.fd, os(prefix), DIR_PATH, Mode::empty(), RESOLVE) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) => {
-                    // Made relative to the resolved fd of the prefix above, never by path.
-                    rfs::mkdirat(&current, os(component), Mode::from_raw_mode(0o700))?;
-                    let dir = rfs::openat(&current, os(component), DIR_READ, Mode::empty())?;
-                    let id = Some(self.id_base);
-                    rfs::fchown(&dir, id.map(Uid::from_raw), id.map(Gid::from_raw))?;
-                    rfs::fchmod(&dir, Mode::from_raw_mode(0o755))?;
-                    dir
-                }
-                Err(e) => return Err(e.into()),
-            };
+    /// Make the missing folders of `path` (known not to resolve): find the longest prefix
+    /// that resolves (usually all but the last component), then make the rest, each one
+    /// relative to the fd of the folder just made (it is empty, so nothing below exists),
+    /// instead of resolving every prefix from the root again (O(depth²) lookups, each one
+    /// possibly through thousands of components behind a symlink).
+    fn create_dirs(&mut self, path: &[u8]) -> io::Result<OwnedFd> {
+        let components: Vec<&[u8]> = path.split(|b| *b == b'/').collect();
+        let prefix = |n: usize| -> &[u8] {
+            let len: usize = components[..n].iter().map(|c| c.len() + 1).sum();
+            &path[..len.saturating_sub(1)]
+        };
+        let open = |n: usize| -> io::Result<Option<OwnedFd>> {
+            let at = if n == 0 { &b"."[..] } else { prefix(n) };
+            match rfs::openat2(&self.fd, os(at), DIR_PATH, Mode::empty(), RESOLVE) {
+                Ok(fd) => Ok(Some(fd)),
+                Err(Errno::NOENT) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        // Whether a prefix resolves is monotone in its length: usually all but the last
+        // component do; otherwise a binary search finds the longest, in O(log depth).
+        let (mut found, mut missing) = (0, components.len());
+        let mut current = None;
+        let mut probe = missing - 1;
+        while probe > found {
+            match open(probe)? {
+                Some(fd) => (found, current) = (probe, Some(fd)),
+                None => missing = probe,
+            }
+            probe = found + (missing - found) / 2;
+        }
+        let existing = found;
+        let mut current = match current {
+            Some(fd) => fd,
+            None => open(existing)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?,
+        };
+        for component in &components[existing..] {
+            if !self.spend_inode() {
+                return Err(io::Error::other(Exhausted));
+            }
+            // Made relative to the resolved fd of the folder above, never by path.
+            rfs::mkdirat(&current, os(component), Mode::from_raw_mode(0o700))?;
+            let dir = rfs::openat(&current, os(component), DIR_READ, Mode::empty())?;
+            let id = Some(self.id_base);
+            rfs::fchown(&dir, id.map(Uid::from_raw), id.map(Gid::from_raw))?;
+            rfs::fchmod(&dir, Mode::from_raw_mode(0o755))?;
+            current = dir;
         }
         Ok(current)
     }
@@ -125,35 +187,141 @@ pub(super) fn clear(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
     }
 }
 
-/// Remove the tree `name` in `parent`, never following a symlink.
-pub(super) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    let dir = match rfs::openat(parent, os(name), DIR_READ, Mode::empty()) {
-        Ok(dir) => dir,
-        // A symlink (ELOOP) or anything not a folder: unlink the name itself.
-        Err(Errno::LOOP | Errno::NOTDIR) => {
-            return Ok(rfs::unlinkat(parent, os(name), AtFlags::empty())?)
-        }
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e.into()),
+/// Remove the tree `name` in `parent`, never following a symlink, with a bounded stack
+/// and two fds whatever the depth: a layer can chain folders far deeper than the fd limit
+/// or a thread's stack (each entry within max_depth, through symlinks to the bottom made
+/// so far). It climbs back with `..`, checking each parent is the folder it came from.
+/// Folders an image made unreadable (mode 000) are opened up for the owner first.
+pub(crate) fn remove_all_at(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let mut dir = match open_for_removal(parent, name)? {
+        Removal::Dir(dir) => dir,
+        Removal::NotDir => return Ok(rfs::unlinkat(parent, os(name), AtFlags::empty())?),
+        Removal::Gone => return Ok(()),
     };
-    let mut children = Vec::new();
-    for entry in rfs::Dir::read_from(&dir)? {
-        let entry = entry?;
-        let child = entry.file_name().to_bytes();
-        if child != b"." && child != b".." {
-            children.push((child.to_vec(), entry.file_type()));
+    let mut current = Level::read(name.to_vec(), &dir)?;
+    let mut above: Vec<Level> = Vec::new();
+    loop {
+        if let Some(child) = current.subdirs.pop() {
+            match open_for_removal(dir.as_fd(), &child)? {
+                Removal::Dir(fd) => {
+                    let level = Level::read(child, &fd)?;
+                    above.push(std::mem::replace(&mut current, level));
+                    dir = fd;
+                }
+                Removal::NotDir => rfs::unlinkat(&dir, os(&child), AtFlags::empty())?,
+                Removal::Gone => {}
+            }
+            continue;
         }
-    }
-    for (child, kind) in children {
-        match kind {
-            FileType::Directory | FileType::Unknown => remove_all_at(dir.as_fd(), &child)?,
-            _ => rfs::unlinkat(&dir, os(&child), AtFlags::empty())?,
+        let Some(up) = above.pop() else { break };
+        let parent_dir = rfs::openat(&dir, "..", DIR_READ, Mode::empty())?;
+        let stat = rfs::fstat(&parent_dir)?;
+        if (stat.st_dev, stat.st_ino) != up.id {
+            return Err(io::Error::other(
+                "a folder moved while its tree was being removed; removal stopped",
+            ));
         }
+        rfs::unlinkat(&parent_dir, os(&current.name), AtFlags::REMOVEDIR)?;
+        dir = parent_dir;
+        current = up;
     }
+    drop(dir);
     Ok(rfs::unlinkat(parent, os(name), AtFlags::REMOVEDIR)?)
 }
 
-/// Create the regular file `name` in `parent` (0600, replacing what is there) for writing.
+/// One folder on the way down: its name in its parent, its identity, the sub-folders left.
+struct Level {
+    name: Vec<u8>,
+    id: (u64, u64),
+    subdirs: Vec<Vec<u8>>,
+}
+
+impl Level {
+    /// Unlink every non-folder in `dir` and list its sub-folders (read fully first:
+    /// unlinking while reading a folder may skip entries).
+    fn read(name: Vec<u8>, dir: &OwnedFd) -> io::Result<Level> {
+        let stat = rfs::fstat(dir)?;
+        let mut subdirs = Vec::new();
+        let mut others = Vec::new();
+        for entry in rfs::Dir::read_from(dir)? {
+            let entry = entry?;
+            let child = entry.file_name().to_bytes();
+            if child == b"." || child == b".." {
+                continue;
+            }
+            match entry.file_type() {
+                FileType::Directory | FileType::Unknown => subdirs.push(child.to_vec()),
+                _ => others.push(child.to_vec()),
+            }
+        }
+        for child in others {
+            rfs::unlinkat(dir, os(&child), AtFlags::empty())?;
+        }
+        Ok(Level {
+            name,
+            id: (stat.st_dev, stat.st_ino),
+            subdirs,
+        })
+    }
+}
+
+enum Removal {
+    Dir(OwnedFd),
+    NotDir,
+    Gone,
+}
+
+/// Open `name` in `parent` as a folder to empty, never following a symlink; owner rwx is
+/// added where missing so that a non-root owner can list and empty it.
+fn open_for_removal(parent: BorrowedFd<'_>, name: &[u8]) -> io::Result<Removal> {
+    let open = || rfs::openat(parent, os(name), DIR_READ, Mode::empty());
+    let dir = match open() {
+        Ok(dir) => dir,
+        // A symlink (ELOOP) or anything not a folder: unlink the name itself.
+        Err(Errno::LOOP | Errno::NOTDIR) => return Ok(Removal::NotDir),
+        Err(Errno::NOENT) => return Ok(Removal::Gone),
+        Err(Errno::ACCESS) => {
+            // fchmodat follows symlinks, but ELOOP above said this is no symlink.
+            let stat = rfs::statat(parent, os(name), AtFlags::SYMLINK_NOFOLLOW)?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+                return Ok(Removal::NotDir);
+            }
+            let mode = Mode::from_raw_mode((stat.st_mode | 0o700) & 0o7777);
+            rfs::chmodat(parent, os(name), mode, AtFlags::empty())?;
+            open()?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stat = rfs::fstat(&dir)?;
+    if stat.st_mode & 0o700 != 0o700 {
+        rfs::fchmod(&dir, Mode::from_raw_mode((stat.st_mode | 0o700) & 0o7777))?;
+    }
+    Ok(Removal::Dir(dir))
+}
+
+/// Remove the tree at `path` (not following a final symlink); missing is fine.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a removable path",
+        ));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let parent = match rfs::open(parent, DIR_PATH, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    remove_all_at(parent.as_fd(), name.as_bytes())
+}
+
+/// Create the regular file `name` in `parent` (0600, replacing what is there) for writing;
+/// true when something was replaced (which may change how other paths resolve).
 pub(super) fn create_file(
     parent: BorrowedFd<'_>,
     name: &[u8],
@@ -167,8 +335,8 @@ pub(super) fn create_file(
     match rfs::openat(parent, os(name), flags, mode) {
         Ok(fd) => Ok((fd.into(), false)),
         Err(Errno::EXIST) => {
-            let was_dir = clear(parent, name)?;
-            Ok((rfs::openat(parent, os(name), flags, mode)?.into(), was_dir))
+            clear(parent, name)?;
+            Ok((rfs::openat(parent, os(name), flags, mode)?.into(), true))
         }
         Err(e) => Err(e.into()),
     }

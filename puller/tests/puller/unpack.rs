@@ -1106,3 +1106,295 @@ fn diff_id_is_sha256_of_the_whole_uncompressed_stream() {
         assert_eq!((report.entries, report.bytes), (1, 7));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Review regressions (rev-unpack).
+
+#[test]
+fn implicit_parent_folders_count_against_max_entries() {
+    // One entry 200 folders deep used to make 200 folders for the price of one entry: with
+    // a million entries that is 200 million inodes (a disk bomb under every byte cap).
+    let sandbox = Sandbox::new();
+    let deep = "d/".repeat(200) + "f";
+    let tar = Tar::default()
+        .pax(&[("path", deep.as_bytes())])
+        .file("short", b"x", 0o644)
+        .finish();
+    let mut opts = options(Compression::None, 0);
+    opts.limits.max_entries = 100;
+    let err = sandbox.apply_contained(&tar, &opts, &[]).unwrap_err();
+    assert!(
+        matches!(err, UnpackError::TooManyEntries { limit: 100, .. }),
+        "{err}"
+    );
+    // Folders named by their own entries are not counted twice.
+    let sandbox = Sandbox::new();
+    let mut tar = Tar::default();
+    let mut path = String::new();
+    for _ in 0..9 {
+        path.push_str("d/");
+        tar.dir(&path, 0o755);
+    }
+    tar.file(&format!("{path}f"), b"x", 0o644);
+    let mut opts = options(Compression::None, 0);
+    opts.limits.max_entries = 10;
+    let report = sandbox.apply_contained(&tar.finish(), &opts, &[]).unwrap();
+    assert_eq!(report.entries, 10);
+}
+
+#[test]
+fn pax_mtime_at_the_i64_minimum_with_a_fraction_is_refused_not_a_panic() {
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .pax(&[("mtime", b"-9223372036854775808.5")])
+        .file("f", b"x", 0o644)
+        .finish();
+    let err = sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::InvalidHeader { .. }), "{err}");
+}
+
+#[test]
+fn header_mtime_past_i64_is_stored_not_refused() {
+    let sandbox = Sandbox::new();
+    let mut tar = Tar::default();
+    tar.header_with(b"f", b'0', 0, 0o644, b"", |b| {
+        b[136] = 0x80; // base-256 mtime: u64::MAX
+        b[140..148].copy_from_slice(&u64::MAX.to_be_bytes());
+    });
+    tar.dir("d", 0o755);
+    let tar = tar.finish();
+    let result = sandbox.apply_contained(&tar, &options(Compression::None, 0), &[]);
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
+fn hostile_oddities_stay_inside_and_mean_what_docker_means() {
+    let sandbox = Sandbox::new();
+    let dest = sandbox.dest();
+    let tar = Tar::default()
+        .dir("./", 0o000) // the layer root made 0000: later entries still land
+        .file(".wh..wh..opq", b"", 0o644) // opaque marker at the root
+        .file(".wh..wh.plnk", b"", 0o644) // aufs metadata: ignored
+        .file("etc/.wh..wh.aufs", b"", 0o644)
+        .file("target", b"t", 0o644)
+        .symlink("sym", "target")
+        .hardlink("hsym", "sym") // a hardlink to a symlink links the symlink itself
+        .hardlink("h", "target")
+        .file("h", b"rewritten", 0o644) // rewriting a hardlink must not write the target
+        .special("pipe", b'6', 0o644)
+        .file("pipe", b"not into the fifo", 0o644) // a file replacing a fifo never opens it
+        .dir("dd", 0o755)
+        .file("dd/t2", b"t2", 0o644)
+        .hardlink("h2", "dd/t2")
+        .file("dd", b"dir replaced", 0o644) // the folder holding a hardlink target goes
+        .file("nl\nname", b"n", 0o644)
+        .file("//slashes", b"s", 0o644)
+        .finish();
+    sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap();
+    let meta = std::fs::metadata(&dest).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o000);
+    assert_eq!(
+        xattr_of(&dest, "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(!dest.join(".wh..wh.plnk").exists());
+    assert!(!dest.join("etc/.wh..wh.aufs").exists());
+    assert_eq!(std::fs::read(dest.join("target")).unwrap(), b"t");
+    assert_eq!(std::fs::read(dest.join("h")).unwrap(), b"rewritten");
+    let hsym = std::fs::symlink_metadata(dest.join("hsym")).unwrap();
+    assert!(hsym.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(dest.join("pipe")).unwrap(),
+        b"not into the fifo"
+    );
+    assert_eq!(std::fs::read(dest.join("h2")).unwrap(), b"t2");
+    assert_eq!(std::fs::read(dest.join("dd")).unwrap(), b"dir replaced");
+    assert_eq!(std::fs::read(dest.join("nl\nname")).unwrap(), b"n");
+    assert_eq!(std::fs::read(dest.join("slashes")).unwrap(), b"s");
+
+    // `.` as a symlink, a hardlink or a whiteout of the root: refused.
+    for tar in [
+        Tar::default().symlink(".", "/").finish(),
+        Tar::default().symlink("./", "/etc").finish(),
+        Tar::default().hardlink(".", "target").finish(),
+        Tar::default().file(".wh..", b"", 0o644).finish(),
+        Tar::default().file("./.wh.", b"", 0o644).finish(),
+    ] {
+        let sandbox = Sandbox::new();
+        let err = sandbox
+            .apply_contained(&tar, &options(Compression::None, 0), &[])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::InvalidPath { .. } | UnpackError::Whiteout { .. }
+            ),
+            "{err}"
+        );
+        assert!(std::fs::symlink_metadata(sandbox.dest()).unwrap().is_dir());
+    }
+}
+
+#[test]
+fn mode_bits_outside_07777_are_dropped() {
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .file("f", b"x", 0o170_4755) // S_IFMT garbage over a setuid file
+        .dir("d", 0o141_755)
+        .finish();
+    apply(&tar, &sandbox.dest(), &options(Compression::None, 0));
+    let f = std::fs::symlink_metadata(sandbox.dest().join("f")).unwrap();
+    assert!(f.is_file());
+    assert_eq!(f.mode() & 0o7777, 0o4755);
+    let d = std::fs::symlink_metadata(sandbox.dest().join("d")).unwrap();
+    assert!(d.is_dir());
+}
+
+#[test]
+fn a_folder_named_twice_keeps_the_mtime_of_its_last_entry() {
+    // Folder mtimes used to be applied last-made-first, so the first entry's won.
+    let sandbox = Sandbox::new();
+    let mut tar = Tar::default();
+    tar.header_with(b"d", b'5', 0, 0o755, b"", |b| octal(&mut b[136..148], 1000));
+    tar.file("d/f", b"x", 0o644);
+    tar.header_with(b"d", b'5', 0, 0o700, b"", |b| octal(&mut b[136..148], 2000));
+    tar.header_with(b"./", b'5', 0, 0o755, b"", |b| {
+        octal(&mut b[136..148], 3000)
+    });
+    tar.header_with(b".", b'5', 0, 0o755, b"", |b| octal(&mut b[136..148], 4000));
+    apply(
+        &tar.finish(),
+        &sandbox.dest(),
+        &options(Compression::None, 0),
+    );
+    let d = std::fs::metadata(sandbox.dest().join("d")).unwrap();
+    assert_eq!((d.mtime(), d.mode() & 0o7777), (2000, 0o700));
+    assert_eq!(std::fs::metadata(sandbox.dest()).unwrap().mtime(), 4000);
+}
+
+/// A layer that makes a folder chain `depth` deep under `a/` (every entry within
+/// max_depth: each one goes through a symlink to the bottom made so far), then ends
+/// with `last` entries.
+fn deep_tree_layer(depth: usize, last: impl FnOnce(&mut Tar)) -> Vec<u8> {
+    let mut tar = Tar::default();
+    tar.dir("a", 0o755);
+    // The bottom is `head` followed by `lit` levels of `d`.
+    let (mut head, mut lit) = ("a".to_string(), 0usize);
+    let mut made = 0;
+    let mut k = 0;
+    while made < depth {
+        let link = format!("s{k}");
+        k += 1;
+        let target = format!("/{head}{}", "/d".repeat(lit));
+        tar.pax(&[("linkpath", target.as_bytes())]);
+        tar.symlink(&link, "ignored");
+        tar.pax(&[("path", format!("{link}{}", "/d".repeat(200)).as_bytes())]);
+        tar.dir("ignored", 0o755);
+        made += 200;
+        lit += 200;
+        if head.len() + 2 * (lit + 200) > 4000 {
+            (head, lit) = (link, 200);
+        }
+    }
+    last(&mut tar);
+    tar.finish()
+}
+
+#[test]
+fn replacing_a_folder_ten_thousand_deep_neither_overflows_nor_runs_out_of_fds() {
+    // Folder removal used to recurse, holding one fd and one stack frame per level: a
+    // layer can build a chain deeper than the fd limit and the thread's stack.
+    let layer = deep_tree_layer(10_000, |tar| {
+        tar.file("a", b"replaced", 0o644);
+    });
+    let sandbox = Sandbox::new();
+    let mut opts = options(Compression::None, 0);
+    opts.limits.max_path_bytes = 8192;
+    sandbox.apply_contained(&layer, &opts, &[]).unwrap();
+    assert_eq!(
+        std::fs::read(sandbox.dest().join("a")).unwrap(),
+        b"replaced"
+    );
+}
+
+#[test]
+fn a_snapshot_ten_thousand_deep_can_be_deleted() {
+    use farm_puller::snapshots::Snapshots;
+    let layer = deep_tree_layer(10_000, |_| {});
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshots = Snapshots::open(tmp.path()).unwrap();
+    let prepared = snapshots.prepare().unwrap();
+    apply(&layer, &prepared.fs(), &options(Compression::None, 0));
+    snapshots.abort(prepared).unwrap();
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_file_replacing_a_symlink_in_the_cached_parents_path_drops_the_cache() {
+    // `p` resolves through `q/k/..`; the file entry `p/k` replaces the symlink `q/k`, so
+    // `p` no longer resolves (q/k is a file now). The cached fd of `p` used to outlive
+    // that, and `p/z` landed in `q/z`: inside the root, but not where the path leads.
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .dir("q", 0o755)
+        .dir("q/kk", 0o755)
+        .symlink("q/k", "/q/kk")
+        .symlink("p", "q/k/..")
+        .file("p/a", b"a", 0o644)
+        .file("p/k", b"k", 0o644)
+        .file("p/z", b"z", 0o644)
+        .finish();
+    let err = sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::Fs { .. }), "{err}");
+    assert!(err.to_string().contains("p/z"), "{err}");
+    let dest = sandbox.dest();
+    assert_eq!(std::fs::read(dest.join("q/a")).unwrap(), b"a");
+    assert_eq!(std::fs::read(dest.join("q/k")).unwrap(), b"k");
+    assert!(!dest.join("q/z").exists());
+}
+
+#[test]
+fn a_hardlink_replacing_a_symlink_in_the_cached_parents_path_drops_the_cache() {
+    let sandbox = Sandbox::new();
+    let tar = Tar::default()
+        .dir("q", 0o755)
+        .dir("q/kk", 0o755)
+        .symlink("q/k", "/q/kk")
+        .symlink("p", "q/k/..")
+        .file("p/a", b"a", 0o644)
+        .hardlink("p/k", "q/a")
+        .file("p/z", b"z", 0o644)
+        .finish();
+    let err = sandbox
+        .apply_contained(&tar, &options(Compression::None, 0), &[])
+        .unwrap_err();
+    assert!(matches!(err, UnpackError::Fs { .. }), "{err}");
+    assert!(!sandbox.dest().join("q/z").exists());
+}
+
+#[test]
+fn a_pax_header_of_thirty_thousand_xattrs_is_handled_in_linear_time() {
+    // Each xattr record used to scan all earlier ones (O(n²): 500 million comparisons
+    // for one 1 MiB header, per entry).
+    let names: Vec<String> = (0..32_000)
+        .map(|i| format!("SCHILY.xattr.trusted.{i}"))
+        .collect();
+    let records: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"v"[..])).collect();
+    let tar = Tar::default().pax(&records).file("f", b"x", 0o644).finish();
+    let sandbox = Sandbox::new();
+    let started = Instant::now();
+    let report = apply(&tar, &sandbox.dest(), &options(Compression::None, 0));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.warnings.len(), 101, "warnings are capped");
+    assert_eq!(std::fs::read(sandbox.dest().join("f")).unwrap(), b"x");
+}
