@@ -689,12 +689,7 @@ impl Layer<'_> {
             }
         };
         self.root.invalidate();
-        let (parent, name) = split(path);
-        let parent = self
-            .root
-            .parent(parent)
-            .map_err(parent_error(path, self.options.limits.max_entries))?;
-        root::clear(parent, name).map_err(fs_error("replace", path))?;
+        let (parent, name) = self.replace_at(path)?;
         // The target is stored as is: it is only data, every resolution is IN_ROOT.
         rustix::fs::symlinkat(root::os(target), parent, root::os(name))
             .map_err(|e| fs_error("make the symlink", path)(e.into()))?;
@@ -705,14 +700,25 @@ impl Layer<'_> {
         Ok(())
     }
 
-    fn fifo(&mut self, path: &[u8], meta: &Meta) -> Result<(), UnpackError> {
-        self.root.invalidate();
+    /// Resolve the parent of `path` inside the root and clear whatever stands at its name,
+    /// so that a new entry can be made there: the parent's fd and the name.
+    fn replace_at<'p>(
+        &mut self,
+        path: &'p [u8],
+    ) -> Result<(std::os::fd::BorrowedFd<'_>, &'p [u8]), UnpackError> {
         let (parent, name) = split(path);
+        let max_entries = self.options.limits.max_entries;
         let parent = self
             .root
             .parent(parent)
-            .map_err(parent_error(path, self.options.limits.max_entries))?;
+            .map_err(parent_error(path, max_entries))?;
         root::clear(parent, name).map_err(fs_error("replace", path))?;
+        Ok((parent, name))
+    }
+
+    fn fifo(&mut self, path: &[u8], meta: &Meta) -> Result<(), UnpackError> {
+        self.root.invalidate();
+        let (parent, name) = self.replace_at(path)?;
         let mode = rustix::fs::Mode::from_raw_mode(meta.mode);
         rustix::fs::mknodat(parent, root::os(name), rustix::fs::FileType::Fifo, mode, 0)
             .map_err(|e| fs_error("make the fifo", path)(e.into()))?;
@@ -748,12 +754,7 @@ impl Layer<'_> {
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => None,
             Err(e) => return Err(refuse(&target, e.to_string())),
         };
-        let (parent, name) = split(path);
-        let parent = self
-            .root
-            .parent(parent)
-            .map_err(parent_error(path, self.options.limits.max_entries))?;
-        root::clear(parent, name).map_err(fs_error("replace", path))?;
+        let (parent, name) = self.replace_at(path)?;
         if let Some(target_dir) = target_dir {
             // linkat without AT_SYMLINK_FOLLOW links a final symlink itself, never its target.
             match rustix::fs::linkat(
