@@ -1,4 +1,23 @@
 //! farm-runtime: an image config and run options in, a running sandboxed container out.
 //!
-//! Not built yet: `farm run` is the next issue. This crate exists so that the workspace
-//! has its final shape and `farm-puller` stays free of anything container-related.
+//! The flow of one `farm run`: [`spec`] turns the image config and [`RunOptions`] into an
+//! OCI runtime [`oci_spec::runtime::Spec`]; [`rootfs`] mounts the image's snapshots through
+//! idmapped mounts under a per-container writable layer; [`container`] hands both to
+//! libcontainer (the only module that calls it) from a [`monitor`] process that holds the
+//! container, writes its [`logs`] and records its exit and [`cgroups`] usage in the
+//! [`state`] store. [`sandbox`] holds what boxes every container in: the user-namespace
+//! id ranges, seccomp, capabilities and masked paths.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod logs;
+pub mod monitor;
+pub mod options;
+pub mod rootfs;
+pub mod sandbox;
+pub mod spec;
+pub mod state;
+
+pub use error::RuntimeError;
+pub use options::RunOptions;

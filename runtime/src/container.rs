@@ -1,0 +1,1 @@
+//! create/start/wait/kill/delete through libcontainer; the only user of libcontainer.

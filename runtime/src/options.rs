@@ -1,0 +1,134 @@
+//! What the caller of `farm run` chose, with docker's flag semantics. Stored with the
+//! container (serde) so that `inspect` can show it and the monitor can act on it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Options of one container, as docker's `run` flags define them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `--name`; a generated name when absent.
+    pub name: Option<String>,
+    /// `--entrypoint`: `Some(vec![])` for `--entrypoint ""` (clears the image's), which
+    /// also clears the image's Cmd, as docker does.
+    pub entrypoint: Option<Vec<String>>,
+    /// COMMAND and ARGs after the image; empty means the image's Cmd.
+    pub command: Vec<String>,
+    /// `-e`/`--env` and `--env-file` entries in order, already `KEY=VALUE` (the CLI
+    /// resolves a bare `KEY` from its own environment, dropping it when unset).
+    pub env: Vec<String>,
+    /// `-w`/`--workdir`.
+    pub workdir: Option<String>,
+    /// `-u`/`--user`: `name`, `uid`, `uid:gid`, `name:group`.
+    pub user: Option<String>,
+    /// `--hostname`; the first 12 hex digits of the id when absent.
+    pub hostname: Option<String>,
+    /// `-i`: keep stdin open.
+    pub interactive: bool,
+    /// `-t`: allocate a pseudo-terminal.
+    pub tty: bool,
+    /// `-d`: run in the background and print the id.
+    pub detach: bool,
+    /// `--rm`: remove the container when it exits.
+    pub auto_remove: bool,
+    pub resources: Resources,
+    /// `--read-only`: the root filesystem is mounted read-only.
+    pub read_only: bool,
+    /// `--tmpfs TARGET[:OPTIONS]`.
+    pub tmpfs: Vec<TmpfsMount>,
+    /// `-v`/`--mount type=bind`.
+    pub binds: Vec<BindMount>,
+    pub network: NetworkMode,
+    pub security: SecurityOptions,
+    /// `--stop-signal` (a name like `SIGTERM` or `TERM`, or a number); the image's
+    /// StopSignal, then SIGTERM, when absent.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (docker's default is 10).
+    pub stop_timeout: Option<u64>,
+    /// `--label KEY=VALUE`, in order.
+    pub labels: Vec<(String, String)>,
+    /// `--timeout`: the job is killed when it runs past this.
+    #[serde(with = "opt_duration_secs")]
+    pub timeout: Option<Duration>,
+}
+
+/// cgroup limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `--cpus`: number of CPUs (0.5 = half a core).
+    pub cpus: Option<f64>,
+    /// `--memory` in bytes; swap is limited to the same (no swap beyond the limit).
+    pub memory: Option<u64>,
+    /// `--pids-limit`; `None` or a value <= 0 means unlimited, as docker.
+    pub pids_limit: Option<i64>,
+    /// `--shm-size` in bytes (docker's default is 64 MiB).
+    pub shm_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TmpfsMount {
+    /// Absolute path inside the container.
+    pub target: String,
+    /// Mount options as docker takes them (`size=64m,mode=1777,noexec`); may be empty.
+    pub options: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    /// Absolute path on the host.
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// `--network`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A network namespace with only loopback (the default until internet-only exists).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// `--security-opt`, `--cap-add`, `--cap-drop`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityOptions {
+    pub seccomp: SeccompMode,
+    /// Capability names as docker takes them (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompMode {
+    /// `seccomp-profiles/default.json`, Docker's default profile.
+    #[default]
+    Default,
+    /// `--security-opt seccomp=unconfined`.
+    Unconfined,
+    /// `--security-opt seccomp=PATH`: a profile in Docker's JSON format.
+    Profile(PathBuf),
+}
+
+mod opt_duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(Duration::from_secs_f64))
+    }
+}

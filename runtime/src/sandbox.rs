@@ -1,0 +1,10 @@
+//! What boxes every container in: user-namespace id ranges and idmapped mounts
+//! ([`userns`]), the seccomp filter ([`seccomp`]) installed by farm's own libcontainer
+//! [`executor`] right before exec, Docker's capability set ([`capabilities`]) and Docker's
+//! masked and read-only paths ([`paths`]).
+
+pub mod capabilities;
+pub mod executor;
+pub mod paths;
+pub mod seccomp;
+pub mod userns;
