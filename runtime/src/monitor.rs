@@ -33,16 +33,14 @@ pub enum Mode {
     /// Foreground: the container's output also goes to the monitor's stdout/stderr, its
     /// stdin (with `-i`) comes from the monitor's stdin, signals are forwarded.
     Attached,
-    /// Background: one line on `ready` (`ok <pid>` or `error <code> <message>`), then
-    /// the monitor's own stdio is /dev/null.
-    Detached { ready: OwnedFd },
+    /// Background: one line on stdout (`ok <pid>` or `error <code> <message>`) for
+    /// `farm run -d`, then the monitor's stdout and stderr become /dev/null.
+    Detached,
 }
 
 pub struct MonitorArgs {
     pub root: PathBuf,
     pub id: String,
-    /// `monitor.lock`, flocked by whoever created the record; held until exit.
-    pub lock: OwnedFd,
     pub mode: Mode,
 }
 
@@ -76,7 +74,6 @@ pub fn run(args: MonitorArgs) -> i32 {
         Err(e) => return report_early(args.mode, 125, &e.to_string()),
     };
     let _ = state.set_monitor(&args.id, std::process::id() as i32);
-    let _lock = args.lock;
     let begun = Instant::now();
     let attached = matches!(args.mode, Mode::Attached);
     let mut log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
@@ -97,8 +94,8 @@ pub fn run(args: MonitorArgs) -> i32 {
                     eprintln!("farm: {}", failure.message);
                     failure.code
                 }
-                Mode::Detached { ready } => {
-                    ready_line(ready, &format!("error {} {}", failure.code, failure.message));
+                Mode::Detached => {
+                    ready_line(&format!("error {} {}", failure.code, failure.message));
                     failure.code
                 }
             };
@@ -110,8 +107,8 @@ pub fn run(args: MonitorArgs) -> i32 {
         std::process::id() as i32,
         &now(),
     );
-    if let Mode::Detached { ready } = args.mode {
-        ready_line(ready, &format!("ok {}", running.pid));
+    if let Mode::Detached = args.mode {
+        ready_line(&format!("ok {}", running.pid));
         if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
             let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
             let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
@@ -164,15 +161,16 @@ fn finish(layout: &Layout, state: &StateStore, record: &ContainerRecord, exit: &
     }
 }
 
-fn ready_line(ready: OwnedFd, line: &str) {
-    let mut file = std::fs::File::from(ready);
-    let _ = writeln!(file, "{}", line.replace('\n', " "));
+fn ready_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", line.replace('\n', " "));
+    let _ = stdout.flush();
 }
 
 fn report_early(mode: Mode, code: i32, message: &str) -> i32 {
     match mode {
         Mode::Attached => eprintln!("farm: {message}"),
-        Mode::Detached { ready } => ready_line(ready, &format!("error {code} {message}")),
+        Mode::Detached => ready_line(&format!("error {code} {message}")),
     }
     code
 }

@@ -217,6 +217,9 @@ fn spawn_userns_child() -> Result<(nix::unistd::Pid, OwnedFd), UsernsError> {
     // _exit) before it exits; it never returns into Rust code of the parent.
     match unsafe { nix::unistd::fork() }.map_err(errno("fork"))? {
         nix::unistd::ForkResult::Child => {
+            // Our copy of the write end would keep the read below from ever ending.
+            drop(release_w);
+            drop(ready_r);
             let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok();
             let _ = nix::unistd::write(&ready_w, if ok { b"y" } else { b"n" });
             let mut byte = [0u8; 1];
