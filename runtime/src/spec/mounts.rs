@@ -297,6 +297,7 @@ pub(crate) fn build(
     // Place the user mounts: resolved inside the root, except below /dev and /sys, which
     // are the container's own kernel filesystems by then.
     let mut placed: Vec<(String, Mount)> = Vec::new();
+    let user_targets: Vec<String> = user.iter().map(|(target, _)| target.clone()).collect();
     for (target, user_mount) in user {
         let is_dir = match &user_mount {
             UserMount::Tmpfs(_) => true,
@@ -349,7 +350,8 @@ pub(crate) fn build(
     // The container's /etc files, unless a user mount replaces them.
     let mut etc = Vec::new();
     for (name, target) in files::FILES {
-        if placed.iter().any(|(d, _)| d == target) {
+        // Taken by a user mount, by its given or its resolved target.
+        if user_targets.iter().any(|t| t == target) || placed.iter().any(|(d, _)| d == target) {
             continue;
         }
         let destination = root
@@ -380,7 +382,7 @@ pub(crate) fn build(
         etc.push((destination, m));
     }
 
-    let with_shm = !placed.iter().any(|(d, _)| d == "/dev/shm");
+    let with_shm = !user_targets.iter().any(|t| t == "/dev/shm");
     let shm_size = options
         .resources
         .shm_size
@@ -692,6 +694,31 @@ mod tests {
             .unwrap();
         assert_eq!(ro.options().as_deref().unwrap(), ["rbind", "ro", "rro"]);
         assert_eq!(ro.source().as_deref(), Some(source.path()));
+    }
+
+    #[test]
+    fn a_user_mount_replaces_the_etc_file_it_targets() {
+        let source = tempfile::tempdir().unwrap();
+        let source_file = source.path().join("resolv.conf");
+        std::fs::write(&source_file, "nameserver 10.9.9.9\n").unwrap();
+        let f = Fixture::new(|rootfs| {
+            std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+            std::fs::create_dir_all(rootfs.join("run")).unwrap();
+            symlink("../run/resolv.conf", rootfs.join("etc/resolv.conf")).unwrap();
+        });
+        let options = RunOptions {
+            binds: vec![BindMount {
+                source: source_file.clone(),
+                target: "/etc/resolv.conf".to_owned(),
+                read_only: true,
+            }],
+            ..Default::default()
+        };
+        let mounts = f.build(&options).unwrap();
+        let dests = destinations(&mounts);
+        assert!(dests.contains(&"/run/resolv.conf".to_owned()), "{dests:?}");
+        assert!(!dests.contains(&"/etc/resolv.conf".to_owned()), "{dests:?}");
+        assert!(dests.contains(&"/etc/hosts".to_owned()), "{dests:?}");
     }
 
     #[test]

@@ -173,20 +173,7 @@ impl Root {
         if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
             return Ok(self.open_at(path, DIR_PATH)?);
         }
-        *hops += 1;
-        if *hops > 40 {
-            return Err(Errno::LOOP.into());
-        }
-        let target = rfs::readlinkat(&parent, name, Vec::new())?;
-        let target = target
-            .to_str()
-            .map_err(|_| io::Error::other("a symlink target is not UTF-8"))?;
-        let base = if target.starts_with('/') {
-            String::new()
-        } else {
-            self.path_of(parent.as_fd())?
-        };
-        let target = clean(&format!("/{base}/{target}")).ok_or(Errno::INVAL)?;
+        let target = self.link_target(&parent, name, hops)?;
         self.make_dirs_counting(&target, hops)?;
         Ok(self.open_at(path, DIR_PATH)?)
     }
@@ -241,8 +228,14 @@ impl Root {
     }
 
     /// Make sure a file can be bind-mounted at `path`, following every symlink inside
-    /// the root (docker's semantics for `-v` targets). Returns the in-root path.
+    /// the root (docker's semantics for `-v` targets; a dangling one leads to a new empty
+    /// file). Returns the in-root path.
     pub(crate) fn make_file_following(&self, path: &str) -> io::Result<String> {
+        let mut hops = 0;
+        self.make_file_counting(path, &mut hops)
+    }
+
+    fn make_file_counting(&self, path: &str, hops: &mut u32) -> io::Result<String> {
         match self.open_at(path, PATH_FLAGS) {
             Ok(fd) => {
                 let stat = rfs::fstat(&fd)?;
@@ -258,18 +251,33 @@ impl Root {
             Err(e) => return Err(e.into()),
         }
         let (parent, name) = split(path);
-        let parent = self.make_dirs(parent)?;
+        let parent = self.make_dirs_counting(parent, hops)?;
         match self.create_file(&parent, name) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "it is a symlink to a missing path",
-                ))
-            }
+            Ok(()) => return Ok(join(&self.path_of(parent.as_fd())?, name)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        Ok(join(&self.path_of(parent.as_fd())?, name))
+        // A dangling symlink holds the name: make the file it leads to.
+        let target = self.link_target(&parent, name, hops)?;
+        self.make_file_counting(&target, hops)
+    }
+
+    /// The in-root path the symlink `name` in `parent` points to, counting one hop.
+    fn link_target(&self, parent: &OwnedFd, name: &str, hops: &mut u32) -> io::Result<String> {
+        *hops += 1;
+        if *hops > 40 {
+            return Err(Errno::LOOP.into());
+        }
+        let target = rfs::readlinkat(parent, name, Vec::new())?;
+        let target = target
+            .to_str()
+            .map_err(|_| io::Error::other("a symlink target is not UTF-8"))?;
+        let base = if target.starts_with('/') {
+            String::new()
+        } else {
+            self.path_of(parent.as_fd())?
+        };
+        Ok(clean(&format!("/{base}/{target}")).ok_or(Errno::INVAL)?)
     }
 
     fn mkdir_owned(&self, parent: &OwnedFd, name: &str) -> io::Result<()> {
@@ -341,6 +349,59 @@ mod tests {
         assert!(is_under("/proc/self", "/proc"));
         assert!(!is_under("/process", "/proc"));
         assert!(is_under("/anything", "/"));
+    }
+
+    fn temp_root(setup: impl FnOnce(&Path)) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        setup(&rootfs);
+        let root = Root::open(&rootfs, 0, 0).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn dangling_symlinks_lead_to_new_folders_and_files_inside_the_root() {
+        use std::os::unix::fs::symlink;
+        let (dir, root) = temp_root(|rootfs| {
+            symlink("/srv/app", rootfs.join("app")).unwrap();
+            symlink("../../../../run/x.conf", rootfs.join("conf")).unwrap();
+            symlink("/b", rootfs.join("a")).unwrap();
+            symlink("/a", rootfs.join("b")).unwrap();
+        });
+        let rootfs = dir.path().join("rootfs");
+        let fd = root.make_dirs("/app/sub").unwrap();
+        assert_eq!(root.path_of(fd.as_fd()).unwrap(), "/srv/app/sub");
+        assert!(rootfs.join("srv/app/sub").is_dir());
+        assert_eq!(root.make_file_following("/conf").unwrap(), "/run/x.conf");
+        assert!(rootfs.join("run/x.conf").is_file());
+        // A loop fails instead of spinning.
+        assert!(root.make_dirs("/a/x").is_err());
+        assert!(root.make_file_following("/a").is_err());
+        assert!(!dir.path().join("srv").exists() && !dir.path().join("run").exists());
+    }
+
+    #[test]
+    fn read_file_is_bounded() {
+        let (_dir, root) = temp_root(|rootfs| {
+            std::fs::write(rootfs.join("small"), "abc").unwrap();
+            std::fs::write(rootfs.join("big"), "x".repeat(100)).unwrap();
+        });
+        assert!(
+            matches!(root.read_file("/small", 10).unwrap(), ReadFile::Content(c) if c == b"abc")
+        );
+        assert!(matches!(
+            root.read_file("/big", 10).unwrap(),
+            ReadFile::TooBig(100)
+        ));
+        assert!(matches!(
+            root.read_file("/none", 10).unwrap(),
+            ReadFile::Missing
+        ));
+        assert!(matches!(
+            root.read_file("/", 10).unwrap(),
+            ReadFile::NotRegular
+        ));
     }
 
     #[test]
