@@ -46,13 +46,13 @@ pub(super) fn kill_all(present: &[(&Mount, PathBuf)], shown: &str) -> Result<(),
                 let kill = dir.join("cgroup.kill");
                 if kill.exists() {
                     write_ignoring_gone(&kill, "1")?;
-                } else if freeze(&dir.join("cgroup.freeze"), "1")? {
+                } else if freeze(&dir.join("cgroup.freeze"), "1") {
                     thaw.push((dir.join("cgroup.freeze"), "0"));
                 }
             }
             MountKind::V1 { .. } if mount.has_v1_controller("freezer") => {
                 let state = dir.join("freezer.state");
-                if freeze(&state, "FROZEN")? {
+                if freeze(&state, "FROZEN") {
                     wait_frozen(&state)?;
                     thaw.push((state, "THAWED"));
                 }
@@ -118,13 +118,19 @@ fn signal_members(pids: &[i32], dirs: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// Write `value` to a freeze file; false when the file does not exist (no freezer).
-fn freeze(path: &Path, value: &str) -> Result<bool, CgroupError> {
+/// Write `value` to a freeze file; false when there is no freezer or it refused (freezing
+/// only narrows the pid races; killing goes on without it).
+fn freeze(path: &Path, value: &str) -> bool {
     if !path.exists() {
-        return Ok(false);
+        return false;
     }
-    write_ignoring_gone(path, value)?;
-    Ok(true)
+    match fs::write(path, value) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("cannot freeze {}: {e}", path.display());
+            false
+        }
+    }
 }
 
 fn wait_frozen(state: &Path) -> Result<(), CgroupError> {
