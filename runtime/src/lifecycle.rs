@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -42,10 +43,8 @@ pub fn create(
         }
         None => random_name(&id),
     };
-    let mut builder = std::fs::DirBuilder::new();
-    builder.mode(0o700).recursive(true);
     let dir = layout.container(&id);
-    builder.create(&dir).map_err(path_err(&dir))?;
+    prepare_dirs(&layout, &dir)?;
     let lock_path = layout.monitor_lock(&id);
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -74,13 +73,50 @@ pub fn create(
         exit: None,
     };
     match state.insert(&record, &ranges) {
-        Ok(ids) => Ok((ContainerRecord { ids, ..record }, OwnedFd::from(lock))),
+        Ok(ids) => {
+            if let Err(e) = share_dir_with(&dir, &ids) {
+                let _ = state.remove(&id);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+            Ok((ContainerRecord { ids, ..record }, OwnedFd::from(lock)))
+        }
         Err(e) => {
             drop(lock);
             let _ = std::fs::remove_dir_all(&dir);
             Err(e.into())
         }
     }
+}
+
+/// The container's folder, `0710` with the group of... root of no container yet: the
+/// group is set once the id range is known. The farm root and `containers/` become
+/// `0711` so that a container's root (an unprivileged host uid) can reach its own
+/// folder while libcontainer sets it up, but can list nothing.
+fn prepare_dirs(layout: &Layout, dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let containers = layout.containers();
+    std::fs::DirBuilder::new()
+        .mode(0o711)
+        .recursive(true)
+        .create(&containers)
+        .map_err(path_err(&containers))?;
+    for path in [layout.root(), containers.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+            .map_err(path_err(path))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(path_err(dir))
+}
+
+/// Give the container's root group traverse access to its folder (0710).
+fn share_dir_with(dir: &Path, ids: &userns::IdRange) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(ids.gid)))
+        .map_err(|e| path_err(dir)(e.into()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).map_err(path_err(dir))
 }
 
 /// docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.

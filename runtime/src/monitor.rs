@@ -156,6 +156,7 @@ fn finish(layout: &Layout, state: &StateStore, record: &ContainerRecord, exit: &
     );
     let _ = state.set_exited(&record.id, exit, &now());
     if record.options.auto_remove {
+        rootfs::unmount(&layout.container(&record.id));
         let _ = lifecycle::remove_files(layout, &record.id);
         let _ = state.remove(&record.id);
     }

@@ -122,3 +122,15 @@ pub fn mount(dir: &Path, layers: &[PathBuf], ids: &IdRange) -> Result<PathBuf, R
     })?;
     Ok(rootfs)
 }
+
+/// Detach the overlay and the idmapped layers (in the monitor's namespace) so that the
+/// container's folder can be removed.
+pub fn unmount(dir: &Path) {
+    let detach = rustix::mount::UnmountFlags::DETACH;
+    let _ = rustix::mount::unmount(&dir.join("rootfs"), detach);
+    if let Ok(entries) = std::fs::read_dir(dir.join("l")) {
+        for entry in entries.flatten() {
+            let _ = rustix::mount::unmount(&entry.path(), detach);
+        }
+    }
+}
