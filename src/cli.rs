@@ -65,6 +65,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Wait for containers to exit and print their exit codes
     Wait(containers::WaitArgs),
+    /// Show a container's output
+    Logs(containers::LogsArgs),
     /// The per-container monitor (internal)
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorCliArgs),
@@ -99,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Kill(args) => containers::kill(&globals, args),
         Command::Rm(args) => containers::rm(&globals, args),
         Command::Wait(args) => containers::wait(&globals, args),
+        Command::Logs(args) => containers::logs(&globals, args),
         Command::Monitor(_) => unreachable!("the monitor runs through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),

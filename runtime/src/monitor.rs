@@ -188,6 +188,8 @@ struct Running {
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     stop_signal: Signal,
+    /// Our own terminal in raw mode while attached with `-t` (restored on drop).
+    terminal: Option<Terminal>,
 }
 
 enum Ended {
@@ -226,33 +228,56 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
     spec.save(dir.join("config.json"))
         .map_err(|e| Failure::farm(format!("writing the container spec: {e}")))?;
 
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::farm);
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (in_r, in_w) = if record.options.interactive && attached {
-        let (r, w) = pipe()?;
-        (r, Some(w))
+    let tty = record.options.tty;
+    let console = if tty {
+        Some(console_listener(&dir).map_err(Failure::farm)?)
     } else {
-        let null = std::fs::File::open("/dev/null").map_err(Failure::farm)?;
-        (OwnedFd::from(null), None)
+        None
     };
-    let stdio = Stdio {
-        stdin: in_r,
-        stdout: out_w,
-        stderr: err_w,
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::farm);
+    let mut ends = (None, None, None);
+    let stdio = if tty {
+        None
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (in_r, in_w) = if record.options.interactive && attached {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        } else {
+            let null = std::fs::File::open("/dev/null").map_err(Failure::farm)?;
+            (OwnedFd::from(null), None)
+        };
+        ends = (in_w, Some(out_r), Some(err_r));
+        Some(Stdio {
+            stdin: in_r,
+            stdout: out_w,
+            stderr: err_w,
+        })
     };
     let mut created = container::create(
         &record.id,
         &layout.run_root(),
         &dir,
-        Some(stdio),
-        None,
+        stdio,
+        console.as_ref().map(|(path, _)| path.clone()),
         filters,
     )
     .map_err(Failure::farm)?;
     let pid = created
         .pid()
         .ok_or_else(|| Failure::farm("libcontainer gave no pid for the container"))?;
+    let mut terminal = None;
+    if let Some((path, listener)) = console {
+        let master = receive_pty(&listener).map_err(Failure::farm)?;
+        let _ = std::fs::remove_file(path);
+        let writer = master.try_clone().map_err(Failure::farm)?;
+        if attached {
+            terminal = Terminal::attach(&master);
+        }
+        let stdin = (record.options.interactive && attached).then_some(writer);
+        ends = (stdin, Some(master), None);
+    }
     created.start().map_err(Failure::farm)?;
     let stop_signal = record
         .options
@@ -262,10 +287,11 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
         .unwrap_or(Signal::SIGTERM);
     Ok(Running {
         pid: Pid::from_raw(pid),
-        stdin: in_w,
-        stdout: Some(out_r),
-        stderr: Some(err_r),
+        stdin: ends.0,
+        stdout: ends.1,
+        stderr: ends.2,
         stop_signal,
+        terminal,
     })
 }
 
@@ -306,6 +332,7 @@ impl Running {
             mask.add(*signal);
         }
         mask.add(Signal::SIGPIPE);
+        mask.add(Signal::SIGWINCH);
         let _ = mask.thread_block();
         let mut signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
         for fd in [&self.stdout, &self.stderr].into_iter().flatten() {
@@ -401,6 +428,12 @@ impl Running {
                                 if signo == Signal::SIGCHLD as i32 || signo == Signal::SIGPIPE as i32 {
                                     continue;
                                 }
+                                if signo == Signal::SIGWINCH as i32 {
+                                    if let (Some(t), Some(master)) = (&self.terminal, &self.stdout) {
+                                        t.copy_size(master);
+                                    }
+                                    continue;
+                                }
                                 if let Ok(signal) = Signal::try_from(signo) {
                                     let _ = nix::sys::signal::kill(self.pid, signal);
                                 }
@@ -422,6 +455,7 @@ impl Running {
             }
         }
         let _ = self.stop_signal;
+        self.terminal = None;
         ended.unwrap_or(Ended::Exited(255))
     }
 
@@ -494,4 +528,88 @@ fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> nix::Result<(
         }
     }
     Ok(())
+}
+
+/// Listen on `<dir>/console.sock` (bound through a relative path: socket paths are
+/// short) for the pty master that libcontainer's init sends with `-t`.
+fn console_listener(dir: &std::path::Path) -> std::io::Result<(PathBuf, std::os::unix::net::UnixListener)> {
+    let previous = std::env::current_dir()?;
+    std::env::set_current_dir(dir)?;
+    let _ = std::fs::remove_file("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind("console.sock");
+    std::env::set_current_dir(previous)?;
+    Ok((dir.join("console.sock"), listener?))
+}
+
+/// Accept libcontainer's connection and take the pty master it sends (SCM_RIGHTS).
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (stream, _) = listener.accept()?;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut received = None;
+    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                let owned = owned_fd(fd);
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    received.ok_or_else(|| std::io::Error::other("libcontainer sent no pty master"))
+}
+
+/// Take ownership of a descriptor the kernel just gave us through SCM_RIGHTS.
+#[allow(unsafe_code)]
+fn owned_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was installed in our table by recvmsg for this message only; nothing
+    // else refers to it, so this OwnedFd is its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Our terminal, in raw mode while a `-t` container is attached to it.
+struct Terminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl Terminal {
+    /// Raw mode and the container's window size from ours, when stdin is a terminal.
+    fn attach(master: &OwnedFd) -> Option<Terminal> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        let terminal = Terminal { saved };
+        terminal.copy_size(master);
+        Some(terminal)
+    }
+
+    fn copy_size(&self, master: &OwnedFd) {
+        if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let _ = rustix::termios::tcsetwinsize(master, size);
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
 }

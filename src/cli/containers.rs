@@ -315,3 +315,63 @@ pub fn monitor(root: &std::path::Path, args: MonitorCliArgs) -> i32 {
         },
     })
 }
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output until the container exits
+    #[arg(short, long)]
+    follow: bool,
+    /// Show only the last N lines ("all" for every line)
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Prefix each line with its RFC 3339 time
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub fn logs(globals: &Globals, args: LogsArgs) -> Result<u8> {
+    use std::io::Write;
+    let state = open(globals)?;
+    let record = state.get(&args.container)?;
+    let tail = match args.tail.as_str() {
+        "all" => None,
+        n => Some(
+            n.parse::<usize>()
+                .with_context(|| format!("invalid --tail {n:?}: use a number or all"))?,
+        ),
+    };
+    let layout = farm_runtime::layout::Layout::new(&globals.root);
+    let path = layout.log(&record.id);
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut emit = |entry: &farm_runtime::logs::LogEntry| -> std::io::Result<()> {
+        let text = if args.timestamps {
+            format!("{} {}", entry.time, entry.log)
+        } else {
+            entry.log.clone()
+        };
+        match entry.stream {
+            farm_runtime::logs::Stream::Stdout => {
+                let mut out = stdout.lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()
+            }
+            farm_runtime::logs::Stream::Stderr => stderr.lock().write_all(text.as_bytes()),
+        }
+    };
+    if args.follow {
+        let id = record.id.clone();
+        farm_runtime::logs::follow(
+            &path,
+            tail,
+            || lifecycle::monitor_alive(&layout, &id),
+            &mut emit,
+        )?;
+    } else {
+        for entry in farm_runtime::logs::read(&path, tail)? {
+            emit(&entry)?;
+        }
+    }
+    Ok(0)
+}
