@@ -252,12 +252,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, RuntimeError> {
 /// container's (its cgroup), so a reused pid is never signalled.
 pub fn kill(root: &Path, record: &ContainerRecord, signal: Signal) -> Result<(), RuntimeError> {
     let layout = Layout::new(root);
-    let not_running = || {
-        RuntimeError::Other(format!(
-            "container {} is not running",
-            record.name
-        ))
-    };
+    let not_running = || RuntimeError::Other(format!("container {} is not running", record.name));
     if record.status != Status::Running || !monitor_alive(&layout, &record.id) {
         return Err(not_running());
     }

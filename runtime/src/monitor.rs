@@ -203,8 +203,13 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
     let dir = layout.container(&record.id);
     rootfs::private_mount_namespace().map_err(Failure::farm)?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Failure::farm)?;
-    let image: ImageConfiguration = serde_json::from_value(record.image.config.clone())
-        .map_err(|e| Failure::farm(format!("the image config of {} is invalid: {e}", record.image.name)))?;
+    let image: ImageConfiguration =
+        serde_json::from_value(record.image.config.clone()).map_err(|e| {
+            Failure::farm(format!(
+                "the image config of {} is invalid: {e}",
+                record.image.name
+            ))
+        })?;
     let rootfs = rootfs::mount(&dir, &record.image.layers, &record.ids).map_err(Failure::farm)?;
     let ctx = SpecContext {
         id: record.id.clone(),
@@ -334,7 +339,8 @@ impl Running {
         mask.add(Signal::SIGPIPE);
         mask.add(Signal::SIGWINCH);
         let _ = mask.thread_block();
-        let mut signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+        let mut signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
         for fd in [&self.stdout, &self.stderr].into_iter().flatten() {
             let _ = nix::fcntl::fcntl(
                 fd.as_raw_fd(),
@@ -366,7 +372,8 @@ impl Running {
                 }
             }
             if let Some(until) = drain_until {
-                wait_ms = wait_ms.min(until.saturating_duration_since(Instant::now()).as_millis() as i64);
+                wait_ms =
+                    wait_ms.min(until.saturating_duration_since(Instant::now()).as_millis() as i64);
             }
             let stdin_fd = std::io::stdin();
             let mut fds: Vec<PollFd> = Vec::with_capacity(4);
@@ -405,31 +412,32 @@ impl Running {
                 match kind {
                     b'o' => pump(&mut self.stdout, Stream::Stdout, log, attached, &mut buf),
                     b'e' => pump(&mut self.stderr, Stream::Stderr, log, attached, &mut buf),
-                    b'i' => {
-                        match nix::unistd::read(std::io::stdin().as_raw_fd(), &mut buf) {
-                            Ok(0) | Err(_) => {
-                                stdin_open = false;
-                                self.stdin = None;
-                            }
-                            Ok(n) => {
-                                if let Some(w) = &self.stdin {
-                                    if write_all(w.as_fd(), &buf[..n]).is_err() {
-                                        stdin_open = false;
-                                        self.stdin = None;
-                                    }
+                    b'i' => match nix::unistd::read(std::io::stdin().as_raw_fd(), &mut buf) {
+                        Ok(0) | Err(_) => {
+                            stdin_open = false;
+                            self.stdin = None;
+                        }
+                        Ok(n) => {
+                            if let Some(w) = &self.stdin {
+                                if write_all(w.as_fd(), &buf[..n]).is_err() {
+                                    stdin_open = false;
+                                    self.stdin = None;
                                 }
                             }
                         }
-                    }
+                    },
                     _ => {
                         if let Some(fd) = signals.as_mut() {
                             while let Ok(Some(info)) = fd.read_signal() {
                                 let signo = info.ssi_signo as i32;
-                                if signo == Signal::SIGCHLD as i32 || signo == Signal::SIGPIPE as i32 {
+                                if signo == Signal::SIGCHLD as i32
+                                    || signo == Signal::SIGPIPE as i32
+                                {
                                     continue;
                                 }
                                 if signo == Signal::SIGWINCH as i32 {
-                                    if let (Some(t), Some(master)) = (&self.terminal, &self.stdout) {
+                                    if let (Some(t), Some(master)) = (&self.terminal, &self.stdout)
+                                    {
                                         t.copy_size(master);
                                     }
                                     continue;
@@ -532,7 +540,9 @@ fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> nix::Result<(
 
 /// Listen on `<dir>/console.sock` (bound through a relative path: socket paths are
 /// short) for the pty master that libcontainer's init sends with `-t`.
-fn console_listener(dir: &std::path::Path) -> std::io::Result<(PathBuf, std::os::unix::net::UnixListener)> {
+fn console_listener(
+    dir: &std::path::Path,
+) -> std::io::Result<(PathBuf, std::os::unix::net::UnixListener)> {
     let previous = std::env::current_dir()?;
     std::env::set_current_dir(dir)?;
     let _ = std::fs::remove_file("console.sock");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use farm_runtime::lifecycle;
-use farm_runtime::monitor::{self, MonitorArgs, Mode};
+use farm_runtime::monitor::{self, Mode, MonitorArgs};
 use farm_runtime::state::{ContainerRecord, StateStore, Status};
 use serde_json::json;
 

@@ -336,7 +336,9 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         })
         .collect();
     if args.tty && args.detach {
-        bail!("-t with -d is not supported yet: farm has no attach; run in the foreground or drop -t");
+        bail!(
+            "-t with -d is not supported yet: farm has no attach; run in the foreground or drop -t"
+        );
     }
     Ok(RunOptions {
         name: args.name.clone(),
@@ -391,7 +393,9 @@ fn parse_volume(text: &str) -> Result<BindMount> {
     let (source, target, mode) = match parts.as_slice() {
         [s, t] => (*s, *t, ""),
         [s, t, m] => (*s, *t, *m),
-        _ => bail!("invalid -v {text:?}: use HOST-PATH:CONTAINER-PATH[:ro] (farm has no named volumes)"),
+        _ => bail!(
+            "invalid -v {text:?}: use HOST-PATH:CONTAINER-PATH[:ro] (farm has no named volumes)"
+        ),
     };
     if !source.starts_with('/') {
         bail!("invalid -v {text:?}: the host path must be absolute (farm has no named volumes)");
@@ -449,7 +453,11 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "m" => 20,
         "g" => 30,
         "t" => 40,
-        _ => return Err(format!("invalid size {text:?}: use a number with k, m, g or t")),
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: use a number with k, m, g or t"
+            ))
+        }
     };
     let value: f64 = number
         .parse()

@@ -73,7 +73,9 @@ pub fn container_ranges(etc: &Path) -> Result<Vec<IdRange>, UsernsError> {
     let mut gids = entries(&subgid, SUBID_USER)?;
     if uids.is_empty() || gids.is_empty() {
         if !rustix::process::geteuid().is_root() {
-            return Err(UsernsError::NoSubids { etc: etc.to_owned() });
+            return Err(UsernsError::NoSubids {
+                etc: etc.to_owned(),
+            });
         }
         if uids.is_empty() {
             uids = vec![add_entry(&subuid)?];
@@ -105,7 +107,9 @@ pub fn container_ranges(etc: &Path) -> Result<Vec<IdRange>, UsernsError> {
         })
         .collect();
     if ranges.is_empty() {
-        return Err(UsernsError::NoSubids { etc: etc.to_owned() });
+        return Err(UsernsError::NoSubids {
+            etc: etc.to_owned(),
+        });
     }
     Ok(ranges)
 }
