@@ -145,6 +145,14 @@ impl StateStore {
             path: path.clone(),
             source,
         };
+        if !root.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(root)
+                .map_err(|e| sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        }
         let db = Connection::open(&path).map_err(sql)?;
         db.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
         db.execute_batch(SCHEMA).map_err(sql)?;
