@@ -76,7 +76,7 @@ impl PullProgress for Lines {
             PullEvent::Verified { digest } => say!(self, "{}: verified", digest.short()),
             PullEvent::Extracted { digest } => say!(self, "{}: pull complete", digest.short()),
             PullEvent::Warning { digest, message } => {
-                esay!(self, "warning: {}: {message}", digest.short())
+                eprintln!("warning: {}: {message}", digest.short())
             }
             PullEvent::Done { record } => {
                 say!(self, "Digest: {}", record.manifest_digest);
