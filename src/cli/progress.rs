@@ -25,7 +25,17 @@ impl PullProgress for Quiet {
 #[derive(Default)]
 pub struct Lines {
     downloaded: AtomicBool,
-    pub stderr: bool,
+    stderr: bool,
+}
+
+impl Lines {
+    /// Lines on stderr.
+    pub fn on_stderr() -> Lines {
+        Lines {
+            stderr: true,
+            ..Lines::default()
+        }
+    }
 }
 
 macro_rules! say {

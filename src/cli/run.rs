@@ -224,10 +224,7 @@ async fn image(globals: &Globals, store: &Arc<Store>, args: &RunArgs) -> Result<
     let progress: Arc<dyn PullProgress> = if args.detach {
         Arc::new(Quiet)
     } else {
-        Arc::new(Lines {
-            stderr: true,
-            ..Lines::default()
-        })
+        Arc::new(Lines::on_stderr())
     };
     let options = super::pull::pull_options(None)?;
     farm_puller::pull::pull(store.clone(), &client, &source, &options, progress)
