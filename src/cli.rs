@@ -77,13 +77,13 @@ pub const EXIT_FARM_ERROR: u8 = 125;
 
 /// Commands that must run without an async runtime (single-threaded processes): the
 /// monitor. `Err(cli)` hands every other command back.
-pub fn run_sync(cli: Cli) -> Result<i32, Cli> {
+pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
     match cli.command {
         Command::Monitor(args) => {
             let root = cli.root.unwrap_or_else(default_root);
             Ok(containers::monitor(&root, args))
         }
-        _ => Err(cli),
+        _ => Err(Box::new(cli)),
     }
 }
 

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::from(cli::EXIT_FARM_ERROR);
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(cli::run(*args)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("farm: {}", cli::render_error(&e));

@@ -130,10 +130,10 @@ pub fn mount(dir: &Path, layers: &[PathBuf], ids: &IdRange) -> Result<PathBuf, R
 /// container's folder can be removed.
 pub fn unmount(dir: &Path) {
     let detach = rustix::mount::UnmountFlags::DETACH;
-    let _ = rustix::mount::unmount(&dir.join("rootfs"), detach);
+    let _ = rustix::mount::unmount(dir.join("rootfs"), detach);
     if let Ok(entries) = std::fs::read_dir(dir.join("l")) {
         for entry in entries.flatten() {
-            let _ = rustix::mount::unmount(&entry.path(), detach);
+            let _ = rustix::mount::unmount(entry.path(), detach);
         }
     }
 }

@@ -60,7 +60,8 @@ impl PullProgress for Lines {
                 layers,
                 total_bytes,
             } => {
-                say!(self, 
+                say!(
+                    self,
                     "{name}: pulling {layers} layer{} ({}), manifest {manifest_digest}",
                     if layers == 1 { "" } else { "s" },
                     human_bytes(total_bytes)
@@ -72,7 +73,8 @@ impl PullProgress for Lines {
                 size,
                 offset,
             } if offset > 0 => {
-                say!(self, 
+                say!(
+                    self,
                     "{}: resuming download at {} of {}",
                     digest.short(),
                     human_bytes(offset),
@@ -80,7 +82,12 @@ impl PullProgress for Lines {
                 )
             }
             PullEvent::Downloading { digest, size, .. } => {
-                say!(self, "{}: downloading {}", digest.short(), human_bytes(size))
+                say!(
+                    self,
+                    "{}: downloading {}",
+                    digest.short(),
+                    human_bytes(size)
+                )
             }
             PullEvent::Progress { .. } | PullEvent::Extracting { .. } => {}
             PullEvent::Verified { digest } => say!(self, "{}: verified", digest.short()),
@@ -90,7 +97,8 @@ impl PullProgress for Lines {
             }
             PullEvent::Done { record } => {
                 say!(self, "Digest: {}", record.manifest_digest);
-                say!(self, 
+                say!(
+                    self,
                     "{}",
                     status_line(self.downloaded.load(Ordering::Relaxed), &record.name)
                 );

@@ -462,7 +462,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("invalid size {text:?}: use a number with k, m, g or t"))?;
-    if !(value >= 0.0) {
+    if value.is_nan() || value < 0.0 {
         return Err(format!("invalid size {text:?}"));
     }
     Ok((value * (1u64 << shift) as f64) as u64)

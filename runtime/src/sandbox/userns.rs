@@ -180,7 +180,7 @@ fn add_entry(path: &Path) -> Result<(u64, u64), UsernsError> {
     } else {
         "\n"
     };
-    write!(file, "{sep}{SUBID_USER}:{start}:{count}\n").map_err(io_err)?;
+    writeln!(file, "{sep}{SUBID_USER}:{start}:{count}").map_err(io_err)?;
     eprintln!(
         "farm: added {SUBID_USER}:{start}:{count} to {} (the id ranges of containers' user namespaces)",
         path.display()
