@@ -164,7 +164,7 @@ fn kill_sends_signals_and_wait_prints_exit_codes() {
         7
     );
     // wait blocks on a running container until it exits.
-    farm.detach(&["--name", "d"], &probe, &["sleep", "1"]);
+    farm.detach(&["--name", "d"], &probe, &["sleep", "3"]);
 
     let wait = farm.run(&["wait", "a", "b", "c", "d"]);
     wait.assert_ok();

@@ -67,11 +67,11 @@ fn assert_recovers(farm: &RunFarm, id: &str) {
 fn first_container(farm: &RunFarm, spawned: &mut Spawned) -> Option<String> {
     let start = std::time::Instant::now();
     while start.elapsed() < START_LIMIT {
-        if let Some(id) = farm.container_dirs().into_iter().next() {
+        if let Some(id) = farm.container_ids().into_iter().next() {
             return Some(id);
         }
         if let Ok(Some(_)) = spawned.child.try_wait() {
-            return farm.container_dirs().into_iter().next();
+            return farm.container_ids().into_iter().next();
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -178,12 +178,28 @@ pub fn probe_image() -> Image {
 /// Run `cmd` to completion, killing it (SIGKILL, it is our child) and failing the test
 /// when it takes longer than `limit`.
 #[track_caller]
-pub fn run_deadline(mut cmd: Command, limit: Duration) -> Run {
+pub fn run_deadline(cmd: Command, limit: Duration) -> Run {
+    run_deadline_stdin(cmd, None, limit)
+}
+
+/// [`run_deadline`] with `input` on stdin (closed after it), or stdin from /dev/null.
+#[track_caller]
+pub fn run_deadline_stdin(mut cmd: Command, input: Option<&str>, limit: Duration) -> Run {
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn farm");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_string();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
@@ -319,6 +335,12 @@ impl RunFarm {
         run_deadline(self.farm.command(args), COMMAND_LIMIT)
     }
 
+    /// Run farm with `args` and `input` on its stdin, under [`COMMAND_LIMIT`].
+    #[track_caller]
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Run {
+        run_deadline_stdin(self.farm.command(args), Some(input), COMMAND_LIMIT)
+    }
+
     /// `farm run OPTIONS... IMAGE COMMAND...` in the foreground.
     #[track_caller]
     pub fn run_container(&self, options: &[&str], image: &str, command: &[&str]) -> Run {
@@ -426,9 +448,17 @@ impl RunFarm {
             .find(|c| c["Id"].as_str() == Some(id))
     }
 
-    /// The container folders under `<root>/containers`.
+    /// Every name under `<root>/containers`.
     pub fn container_dirs(&self) -> BTreeSet<String> {
         list_names(&self.root().join("containers"))
+    }
+
+    /// The container ids (64-hex folder names) under `<root>/containers`.
+    pub fn container_ids(&self) -> BTreeSet<String> {
+        self.container_dirs()
+            .into_iter()
+            .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect()
     }
 
     /// Spawn `farm ARGS` in the background, its output going to files.
@@ -454,8 +484,17 @@ impl RunFarm {
     /// root, cgroup folders `/sys/fs/cgroup/*/farm/<id>`, processes in those cgroups, the
     /// folder `<root>/containers/<id>`.
     pub fn leftovers(&self, id: &str) -> Vec<String> {
+        // Mounts of other containers of this root are theirs, not this one's.
+        let containers = self.root().join("containers");
+        let others: Vec<PathBuf> = self
+            .container_ids()
+            .into_iter()
+            .filter(|other| other != id)
+            .map(|other| containers.join(other))
+            .collect();
         let mut out: Vec<String> = mounts_under(&self.root())
             .into_iter()
+            .filter(|m| !others.iter().any(|o| Path::new(m).starts_with(o)))
             .map(|m| format!("mount {m}"))
             .collect();
         out.extend(
@@ -486,7 +525,7 @@ static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 
 impl Drop for RunFarm {
     fn drop(&mut self) {
-        let ids = self.container_dirs();
+        let ids = self.container_ids();
         for id in &ids {
             let mut cmd = self.farm.command(&["rm", "-f", id]);
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
