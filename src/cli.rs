@@ -1,11 +1,13 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
+mod containers;
 mod images;
 mod login;
 mod progress;
 mod prune;
 mod pull;
 mod rmi;
+mod run;
 
 use std::path::PathBuf;
 
@@ -49,10 +51,39 @@ enum Command {
     Login(login::LoginArgs),
     /// Log out from a registry
     Logout(login::LogoutArgs),
+    /// Run a command in a new container
+    Run(Box<run::RunArgs>),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Show a container's configuration, state and usage as JSON
+    Inspect(containers::InspectArgs),
+    /// Stop containers (the stop signal, then SIGKILL)
+    Stop(containers::StopArgs),
+    /// Send a signal to containers
+    Kill(containers::KillArgs),
+    /// Remove containers
+    Rm(containers::RmArgs),
+    /// Wait for containers to exit and print their exit codes
+    Wait(containers::WaitArgs),
+    /// The per-container monitor (internal)
+    #[command(name = "__monitor", hide = true)]
+    Monitor(containers::MonitorCliArgs),
 }
 
 /// Docker's exit code for an error of the tool itself (not of a container).
 pub const EXIT_FARM_ERROR: u8 = 125;
+
+/// Commands that must run without an async runtime (single-threaded processes): the
+/// monitor. `Err(cli)` hands every other command back.
+pub fn run_sync(cli: Cli) -> Result<i32, Cli> {
+    match cli.command {
+        Command::Monitor(args) => {
+            let root = cli.root.unwrap_or_else(default_root);
+            Ok(containers::monitor(&root, args))
+        }
+        _ => Err(cli),
+    }
+}
 
 /// Run the parsed command; the returned code is the process exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -61,6 +92,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
         insecure: cli.insecure_registries,
     };
     match cli.command {
+        Command::Run(args) => run::run(&globals, *args).await,
+        Command::Ps(args) => containers::ps(&globals, args),
+        Command::Inspect(args) => containers::inspect(&globals, args),
+        Command::Stop(args) => containers::stop(&globals, args),
+        Command::Kill(args) => containers::kill(&globals, args),
+        Command::Rm(args) => containers::rm(&globals, args),
+        Command::Wait(args) => containers::wait(&globals, args),
+        Command::Monitor(_) => unreachable!("the monitor runs through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),
         Command::Rmi(args) => rmi::run(&globals, args),

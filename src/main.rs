@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::run_sync(cli::Cli::parse()) {
+        Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+        Err(args) => args,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

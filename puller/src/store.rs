@@ -381,16 +381,31 @@ impl Store {
     /// Remove blobs and snapshots that no image references, and stale partial work.
     /// Takes the exclusive lock, and refuses (`Busy`) while a pull holds the store.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        self.prune_keeping(&|| Ok(HashSet::new()))
+    }
+
+    /// [`Store::prune`] that also keeps the snapshots `in_use` lists (the chain IDs of
+    /// containers, asked for while the exclusive lock is held, so that no `farm run`
+    /// can start using a snapshot in between).
+    pub fn prune_keeping(
+        &self,
+        in_use: &dyn Fn() -> Result<HashSet<Digest>, StoreError>,
+    ) -> Result<PruneReport, StoreError> {
         let Some(_lock) = self.try_lock_exclusive()? else {
             return Err(StoreError::Busy {
                 root: self.root.clone(),
             });
         };
-        self.prune_locked()
+        let keep = in_use()?;
+        self.prune_locked_keeping(&keep)
     }
 
     /// [`Store::prune`] for a caller that already holds the exclusive lock.
     pub fn prune_locked(&self) -> Result<PruneReport, StoreError> {
+        self.prune_locked_keeping(&HashSet::new())
+    }
+
+    fn prune_locked_keeping(&self, in_use: &HashSet<Digest>) -> Result<PruneReport, StoreError> {
         let records = self.images()?;
         let mut blobs: HashSet<&Digest> = HashSet::new();
         let mut chain_ids: HashSet<&Digest> = HashSet::new();
@@ -414,7 +429,7 @@ impl Store {
             report.bytes += size;
         }
         for chain_id in self.snapshots.list()? {
-            if chain_ids.contains(&chain_id) {
+            if chain_ids.contains(&chain_id) || in_use.contains(&chain_id) {
                 continue;
             }
             let size = self.snapshots.size(&chain_id);

@@ -1,7 +1,25 @@
 //! cgroup v1 and v2: usage of a container's cgroup (the base of metering), OOM kills, and
-//! cleanup of cgroups left behind by a crash (owner: cgroups work).
+//! cleanup of cgroups left behind by a crash.
+//!
+//! libcontainer (through libcgroups) creates a container's cgroup at `spec.linux.cgroupsPath`
+//! (`/farm/<id>`) in every hierarchy: one folder per v1 hierarchy on a v1 or hybrid host,
+//! one folder in the unified hierarchy on a v2 host. This module finds the hierarchies in
+//! `/proc/self/mountinfo` and works on those folders directly, so it also cleans up after a
+//! `kill -9` of farm or of a container's monitor, when no libcontainer state is left.
+//!
+//! Every function takes the cgroup path as the spec has it, relative to each hierarchy's
+//! root; a path that names the root itself or climbs out with `..` is refused (destroying
+//! `/` would SIGKILL every process of the host).
 
-use std::path::Path;
+mod destroy;
+mod mountinfo;
+mod usage;
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
+
+pub use mountinfo::{Mount, MountKind};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -12,6 +30,17 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cgroup {path}: not found in any cgroup hierarchy")]
+    NotFound { path: String },
+    #[error("cgroup path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error(
+        "cgroup {path}: processes {pids:?} are still in it after SIGKILL: \
+         look for them in `ps` (uninterruptible sleep?) and run the command again"
+    )]
+    Busy { path: String, pids: Vec<i32> },
+    #[error("cgroup {path}: the calling process (pid {pid}) is in it; run farm from outside")]
+    SelfInside { path: String, pid: i32 },
 }
 
 /// What a container used, read from its cgroup before the cgroup is removed.
@@ -24,15 +53,213 @@ pub struct Usage {
     pub oom_killed: bool,
 }
 
+/// Which cgroup interface limits and accounts for containers on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CgroupVersion {
+    /// v1 hierarchies, one per controller or co-mounted group (a "hybrid" host, with an
+    /// empty v2 hierarchy beside them, counts as v1, as libcgroups decides).
+    V1,
+    /// The v2 unified hierarchy.
+    V2,
+}
+
+/// The cgroup interface of this host (from `/proc/self/mountinfo`); V2 when that cannot be
+/// read.
+pub fn hierarchy() -> CgroupVersion {
+    Hierarchies::system().map_or(CgroupVersion::V2, Hierarchies::version)
+}
+
 /// Usage of the cgroup at `cgroups_path` (relative to each hierarchy's root, as in the spec).
 pub fn read_usage(cgroups_path: &Path) -> Result<Usage, CgroupError> {
-    let _ = cgroups_path;
-    Ok(Usage::default())
+    Hierarchies::system()?.read_usage(cgroups_path)
 }
 
 /// SIGKILL every process left in the cgroup and remove it from every hierarchy; a
 /// cgroup that does not exist is not an error.
 pub fn destroy(cgroups_path: &Path) -> Result<(), CgroupError> {
-    let _ = cgroups_path;
-    Ok(())
+    Hierarchies::system()?.destroy(cgroups_path)
 }
+
+/// The processes in the cgroup and its descendants, in any hierarchy, sorted; empty when
+/// the cgroup does not exist.
+pub fn procs(cgroups_path: &Path) -> Result<Vec<i32>, CgroupError> {
+    Hierarchies::system()?.procs(cgroups_path)
+}
+
+/// Whether the cgroup exists in at least one hierarchy.
+pub fn exists(cgroups_path: &Path) -> bool {
+    Hierarchies::system().is_ok_and(|h| h.exists(cgroups_path))
+}
+
+/// The mounted cgroup hierarchies of a host (or of a test fixture).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchies {
+    mounts: Vec<Mount>,
+}
+
+static SYSTEM: OnceLock<Hierarchies> = OnceLock::new();
+
+impl Hierarchies {
+    /// This host's hierarchies, read from `/proc/self/mountinfo` once per process.
+    pub fn system() -> Result<&'static Hierarchies, CgroupError> {
+        if let Some(hierarchies) = SYSTEM.get() {
+            return Ok(hierarchies);
+        }
+        let path = "/proc/self/mountinfo";
+        let text = std::fs::read_to_string(path).map_err(|source| CgroupError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(SYSTEM.get_or_init(|| Hierarchies::from_mountinfo(&text)))
+    }
+
+    /// The cgroup hierarchies that a `/proc/<pid>/mountinfo` text lists.
+    pub fn from_mountinfo(text: &str) -> Hierarchies {
+        Hierarchies::from_mounts(mountinfo::parse(text))
+    }
+
+    pub fn from_mounts(mounts: Vec<Mount>) -> Hierarchies {
+        Hierarchies { mounts }
+    }
+
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
+    /// V1 when a v1 hierarchy has a controller attached, else V2.
+    pub fn version(&self) -> CgroupVersion {
+        let v1 = self.mounts.iter().any(|mount| {
+            matches!(&mount.kind, MountKind::V1 { controllers, .. } if !controllers.is_empty())
+        });
+        if v1 {
+            CgroupVersion::V1
+        } else {
+            CgroupVersion::V2
+        }
+    }
+
+    /// The cgroup's folder in the v1 hierarchy of `controller`, when mounted.
+    fn v1_dir(&self, controller: &str, relative: &Path) -> Option<PathBuf> {
+        self.mounts
+            .iter()
+            .find(|mount| mount.has_v1_controller(controller))
+            .map(|mount| mount.path.join(relative))
+    }
+
+    /// The cgroup's folder in the unified hierarchy, when mounted.
+    fn v2_dir(&self, relative: &Path) -> Option<PathBuf> {
+        self.mounts
+            .iter()
+            .find(|mount| mount.kind == MountKind::V2)
+            .map(|mount| mount.path.join(relative))
+    }
+
+    /// The cgroup's folder in every hierarchy where it exists.
+    fn present(&self, relative: &Path) -> Vec<(&Mount, PathBuf)> {
+        self.mounts
+            .iter()
+            .map(|mount| (mount, mount.path.join(relative)))
+            .filter(|(_, dir)| dir.is_dir())
+            .collect()
+    }
+
+    pub fn exists(&self, cgroups_path: &Path) -> bool {
+        relative(cgroups_path).is_ok_and(|relative| !self.present(&relative).is_empty())
+    }
+
+    /// Usage of the cgroup, from the hierarchies that account for it: cpuacct and memory
+    /// on v1, the unified one on v2. [`CgroupError::NotFound`] when it is in none of them.
+    pub fn read_usage(&self, cgroups_path: &Path) -> Result<Usage, CgroupError> {
+        let relative = relative(cgroups_path)?;
+        let not_found = || CgroupError::NotFound {
+            path: cgroups_path.display().to_string(),
+        };
+        match self.version() {
+            CgroupVersion::V1 => {
+                let cpuacct = self.v1_dir("cpuacct", &relative).filter(|d| d.is_dir());
+                let memory = self.v1_dir("memory", &relative).filter(|d| d.is_dir());
+                if cpuacct.is_none() && memory.is_none() {
+                    return Err(not_found());
+                }
+                usage::read_v1(cpuacct.as_deref(), memory.as_deref())
+            }
+            CgroupVersion::V2 => {
+                let dir = self
+                    .v2_dir(&relative)
+                    .filter(|d| d.is_dir())
+                    .ok_or_else(not_found)?;
+                usage::read_v2(&dir)
+            }
+        }
+    }
+
+    pub fn procs(&self, cgroups_path: &Path) -> Result<Vec<i32>, CgroupError> {
+        let relative = relative(cgroups_path)?;
+        let dirs: Vec<PathBuf> = self
+            .present(&relative)
+            .into_iter()
+            .map(|(_, dir)| dir)
+            .collect();
+        destroy::pids_in(&dirs)
+    }
+
+    /// Kill everything in the cgroup, then remove its folder (descendants first) from
+    /// every hierarchy. Ok when it does not exist.
+    pub fn destroy(&self, cgroups_path: &Path) -> Result<(), CgroupError> {
+        let relative = relative(cgroups_path)?;
+        let present = self.present(&relative);
+        if present.is_empty() {
+            return Ok(());
+        }
+        let shown = cgroups_path.display().to_string();
+        destroy::kill_all(&present, &shown)?;
+        for (_, dir) in &present {
+            destroy::remove_tree(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// `cgroups_path` as a path below a hierarchy's root: `/farm/x` and `farm/x` give
+/// `farm/x`; the root itself and `..` are refused.
+fn relative(cgroups_path: &Path) -> Result<PathBuf, CgroupError> {
+    let invalid = |reason| CgroupError::InvalidPath {
+        path: cgroups_path.display().to_string(),
+        reason,
+    };
+    let mut relative = PathBuf::new();
+    for component in cgroups_path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => relative.push(name),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(invalid("`..` is not allowed in a cgroup path"))
+            }
+        }
+    }
+    if relative.as_os_str().is_empty() {
+        return Err(invalid("names the root cgroup, which farm never touches"));
+    }
+    Ok(relative)
+}
+
+/// The content of a cgroup file; `None` when it (or its cgroup) does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, CgroupError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if gone(&e) => Ok(None),
+        Err(source) => Err(CgroupError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// A file or cgroup that does not exist (any more): ENOENT, or ENODEV from a file of a
+/// cgroup removed while open.
+fn gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(libc::ENODEV)
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,6 +11,8 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod layout;
+pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod options;

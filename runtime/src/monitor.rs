@@ -1,1 +1,496 @@
-//! The per-container monitor process.
+//! The per-container monitor (the role of podman's conmon or containerd's shim): a small
+//! single-threaded process that sets the container up, holds it, writes its logs, forwards
+//! signals, enforces `--timeout`, and records its exit and usage in the state store.
+//!
+//! In the foreground, `farm run` execs itself into the monitor (so the caller's terminal,
+//! signals and exit code are the container's); with `-d`, `farm run` spawns it detached
+//! and waits for one line on the ready pipe. The monitor holds an flock on
+//! `monitor.lock` for its whole life: a free lock means no monitor, which is how every
+//! other farm command tells a crashed monitor from a live one.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::image::ImageConfiguration;
+
+use crate::container::{self, Stdio};
+use crate::layout::Layout;
+use crate::logs::{LogWriter, Stream};
+use crate::sandbox::seccomp;
+use crate::spec::{self, SpecContext, SpecError};
+use crate::state::{ContainerRecord, Exit, StateStore};
+use crate::{lifecycle, rootfs};
+
+/// How the monitor talks to whoever started it.
+pub enum Mode {
+    /// Foreground: the container's output also goes to the monitor's stdout/stderr, its
+    /// stdin (with `-i`) comes from the monitor's stdin, signals are forwarded.
+    Attached,
+    /// Background: one line on stdout (`ok <pid>` or `error <code> <message>`) for
+    /// `farm run -d`, then the monitor's stdout and stderr become /dev/null.
+    Detached,
+}
+
+pub struct MonitorArgs {
+    pub root: PathBuf,
+    pub id: String,
+    pub mode: Mode,
+}
+
+/// Most bytes of container logs kept on disk (plus one rotated file).
+const LOG_MAX_BYTES: u64 = 16 << 20;
+
+/// Something that stopped the container from starting, with docker's exit code.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl Failure {
+    fn farm(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 125,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Run the monitor; the return value is the process's exit code.
+pub fn run(args: MonitorArgs) -> i32 {
+    let layout = Layout::new(&args.root);
+    let state = match StateStore::open(&args.root) {
+        Ok(state) => state,
+        Err(e) => return report_early(args.mode, 125, &e.to_string()),
+    };
+    let record = match state.get(&args.id) {
+        Ok(record) => record,
+        Err(e) => return report_early(args.mode, 125, &e.to_string()),
+    };
+    let _ = state.set_monitor(&args.id, std::process::id() as i32);
+    let begun = Instant::now();
+    let attached = matches!(args.mode, Mode::Attached);
+    let mut log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
+
+    let outcome = start(&layout, &record, attached);
+    let mut running = match outcome {
+        Ok(running) => running,
+        Err(failure) => {
+            let exit = Exit {
+                code: failure.code,
+                error: Some(failure.message.clone()),
+                wall_seconds: begun.elapsed().as_secs_f64(),
+                ..Exit::default()
+            };
+            finish(&layout, &state, &record, &exit);
+            return match args.mode {
+                Mode::Attached => {
+                    eprintln!("farm: {}", failure.message);
+                    failure.code
+                }
+                Mode::Detached => {
+                    ready_line(&format!("error {} {}", failure.code, failure.message));
+                    failure.code
+                }
+            };
+        }
+    };
+    let _ = state.set_running(
+        &record.id,
+        running.pid.as_raw(),
+        std::process::id() as i32,
+        &now(),
+    );
+    if let Mode::Detached = args.mode {
+        ready_line(&format!("ok {}", running.pid));
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+            let _ = nix::unistd::dup2(null.as_raw_fd(), 2);
+        }
+    }
+
+    let deadline = record.options.timeout.map(|t| begun + t);
+    let status = running.supervise(&mut log, attached, deadline);
+    let usage = crate::cgroups::read_usage(&Layout::cgroups_path(&record.id)).unwrap_or_default();
+    let (code, error) = match status {
+        Ended::Exited(code) => (code, None),
+        Ended::Signaled(signal) => (128 + signal as i32, None),
+        Ended::TimedOut(signal) => (
+            128 + signal as i32,
+            Some(format!(
+                "killed after running past --timeout {}",
+                humantime(record.options.timeout.unwrap_or_default())
+            )),
+        ),
+    };
+    if let Some(log) = log.as_mut() {
+        let _ = log.flush();
+    }
+    let exit = Exit {
+        code,
+        oom_killed: usage.oom_killed,
+        error,
+        usage,
+        wall_seconds: begun.elapsed().as_secs_f64(),
+    };
+    finish(&layout, &state, &record, &exit);
+    code
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// Record the exit, release what the container held, and remove it with `--rm`.
+fn finish(layout: &Layout, state: &StateStore, record: &ContainerRecord, exit: &Exit) {
+    let _ = container::delete(
+        &layout.run_root(),
+        &record.id,
+        &Layout::cgroups_path(&record.id),
+    );
+    let _ = state.set_exited(&record.id, exit, &now());
+    if record.options.auto_remove {
+        let _ = lifecycle::remove_files(layout, &record.id);
+        let _ = state.remove(&record.id);
+    }
+}
+
+fn ready_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", line.replace('\n', " "));
+    let _ = stdout.flush();
+}
+
+fn report_early(mode: Mode, code: i32, message: &str) -> i32 {
+    match mode {
+        Mode::Attached => eprintln!("farm: {message}"),
+        Mode::Detached => ready_line(&format!("error {code} {message}")),
+    }
+    code
+}
+
+/// RFC 3339 UTC with nanoseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A started container and the monitor's ends of its streams.
+struct Running {
+    pid: Pid,
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    stop_signal: Signal,
+}
+
+enum Ended {
+    Exited(i32),
+    Signaled(Signal),
+    TimedOut(Signal),
+}
+
+/// Mount the rootfs, build the spec, create and start the container.
+fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Running, Failure> {
+    let dir = layout.container(&record.id);
+    rootfs::private_mount_namespace().map_err(Failure::farm)?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(Failure::farm)?;
+    let image: ImageConfiguration = serde_json::from_value(record.image.config.clone())
+        .map_err(|e| Failure::farm(format!("the image config of {} is invalid: {e}", record.image.name)))?;
+    let rootfs = rootfs::mount(&dir, &record.image.layers, &record.ids).map_err(Failure::farm)?;
+    let ctx = SpecContext {
+        id: record.id.clone(),
+        rootfs: rootfs.clone(),
+        ids: record.ids,
+        files_dir: dir.clone(),
+        cgroups_path: Layout::cgroups_path(&record.id),
+    };
+    let spec = spec::build(&image, &record.options, &ctx).map_err(spec_failure)?;
+    spec::check_executable(&rootfs, &spec).map_err(spec_failure)?;
+    let caps: Vec<_> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.effective().as_ref())
+        .map(|set| set.iter().copied().collect())
+        .unwrap_or_default();
+    let filters = seccomp::filters(&record.options.security.seccomp, &caps)
+        .map_err(Failure::farm)?
+        .unwrap_or_default();
+    spec.save(dir.join("config.json"))
+        .map_err(|e| Failure::farm(format!("writing the container spec: {e}")))?;
+
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::farm);
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (in_r, in_w) = if record.options.interactive && attached {
+        let (r, w) = pipe()?;
+        (r, Some(w))
+    } else {
+        let null = std::fs::File::open("/dev/null").map_err(Failure::farm)?;
+        (OwnedFd::from(null), None)
+    };
+    let stdio = Stdio {
+        stdin: in_r,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    let mut created = container::create(
+        &record.id,
+        &layout.run_root(),
+        &dir,
+        Some(stdio),
+        None,
+        filters,
+    )
+    .map_err(Failure::farm)?;
+    let pid = created
+        .pid()
+        .ok_or_else(|| Failure::farm("libcontainer gave no pid for the container"))?;
+    created.start().map_err(Failure::farm)?;
+    let stop_signal = record
+        .options
+        .stop_signal
+        .as_deref()
+        .and_then(|s| lifecycle::parse_signal(s).ok())
+        .unwrap_or(Signal::SIGTERM);
+    Ok(Running {
+        pid: Pid::from_raw(pid),
+        stdin: in_w,
+        stdout: Some(out_r),
+        stderr: Some(err_r),
+        stop_signal,
+    })
+}
+
+fn spec_failure(e: SpecError) -> Failure {
+    let code = match e {
+        SpecError::NotFound { .. } => 127,
+        SpecError::NotExecutable { .. } => 126,
+        _ => 125,
+    };
+    Failure {
+        code,
+        message: e.to_string(),
+    }
+}
+
+/// Signals the monitor passes on to the container.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+impl Running {
+    /// Pump the container's streams into the log (and our own stdio when attached),
+    /// forward signals, enforce the deadline, until the init exits and its output ends.
+    fn supervise(
+        &mut self,
+        log: &mut Option<LogWriter>,
+        attached: bool,
+        deadline: Option<Instant>,
+    ) -> Ended {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        for signal in FORWARDED {
+            mask.add(*signal);
+        }
+        mask.add(Signal::SIGPIPE);
+        let _ = mask.thread_block();
+        let mut signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+        for fd in [&self.stdout, &self.stderr].into_iter().flatten() {
+            let _ = nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
+        let forward_stdin = attached && self.stdin.is_some();
+        let mut stdin_open = forward_stdin;
+        let mut ended: Option<Ended> = None;
+        let mut timed_out = false;
+        let mut drain_until: Option<Instant> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if ended.is_some() && self.stdout.is_none() && self.stderr.is_none() {
+                break;
+            }
+            if let Some(until) = drain_until {
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+            let mut wait_ms: i64 = 1000;
+            if let (Some(deadline), false) = (deadline, timed_out) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                wait_ms = wait_ms.min(left.as_millis() as i64);
+                if left.is_zero() {
+                    timed_out = true;
+                    let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+                }
+            }
+            if let Some(until) = drain_until {
+                wait_ms = wait_ms.min(until.saturating_duration_since(Instant::now()).as_millis() as i64);
+            }
+            let stdin_fd = std::io::stdin();
+            let mut fds: Vec<PollFd> = Vec::with_capacity(4);
+            let mut which: Vec<u8> = Vec::with_capacity(4);
+            if let Some(fd) = &self.stdout {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(b'o');
+            }
+            if let Some(fd) = &self.stderr {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(b'e');
+            }
+            if let Some(fd) = &signals {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                which.push(b's');
+            }
+            if stdin_open {
+                fds.push(PollFd::new(stdin_fd.as_fd(), PollFlags::POLLIN));
+                which.push(b'i');
+            }
+            let timeout = PollTimeout::try_from(wait_ms.max(0) as i32).unwrap_or(PollTimeout::MAX);
+            match nix::poll::poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+            let ready: Vec<(u8, bool)> = fds
+                .iter()
+                .zip(&which)
+                .map(|(fd, w)| (*w, fd.revents().is_some_and(|r| !r.is_empty())))
+                .collect();
+            drop(fds);
+            for (kind, is_ready) in ready {
+                if !is_ready {
+                    continue;
+                }
+                match kind {
+                    b'o' => pump(&mut self.stdout, Stream::Stdout, log, attached, &mut buf),
+                    b'e' => pump(&mut self.stderr, Stream::Stderr, log, attached, &mut buf),
+                    b'i' => {
+                        match nix::unistd::read(std::io::stdin().as_raw_fd(), &mut buf) {
+                            Ok(0) | Err(_) => {
+                                stdin_open = false;
+                                self.stdin = None;
+                            }
+                            Ok(n) => {
+                                if let Some(w) = &self.stdin {
+                                    if write_all(w.as_fd(), &buf[..n]).is_err() {
+                                        stdin_open = false;
+                                        self.stdin = None;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Some(fd) = signals.as_mut() {
+                            while let Ok(Some(info)) = fd.read_signal() {
+                                let signo = info.ssi_signo as i32;
+                                if signo == Signal::SIGCHLD as i32 || signo == Signal::SIGPIPE as i32 {
+                                    continue;
+                                }
+                                if let Ok(signal) = Signal::try_from(signo) {
+                                    let _ = nix::sys::signal::kill(self.pid, signal);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if ended.is_none() {
+                if let Some(status) = self.reap() {
+                    ended = Some(match status {
+                        _ if timed_out => Ended::TimedOut(Signal::SIGKILL),
+                        other => other,
+                    });
+                    // The init is gone, so the pid namespace is too: the pipes end as
+                    // soon as the kernel has reaped the rest. Bound the wait anyway.
+                    drain_until = Some(Instant::now() + Duration::from_secs(2));
+                }
+            }
+        }
+        let _ = self.stop_signal;
+        ended.unwrap_or(Ended::Exited(255))
+    }
+
+    /// Reap every exited child; the init's status when it is among them.
+    fn reap(&self) -> Option<Ended> {
+        let mut init = None;
+        loop {
+            match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == self.pid => {
+                    init = Some(Ended::Exited(code))
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == self.pid => {
+                    init = Some(Ended::Signaled(signal))
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        init
+    }
+}
+
+/// Move what is readable from one of the container's streams to the log and our stdio.
+fn pump(
+    fd: &mut Option<OwnedFd>,
+    stream: Stream,
+    log: &mut Option<LogWriter>,
+    attached: bool,
+    buf: &mut [u8],
+) {
+    let Some(raw) = fd.as_ref().map(|f| f.as_raw_fd()) else {
+        return;
+    };
+    loop {
+        match nix::unistd::read(raw, buf) {
+            Ok(0) => {
+                *fd = None;
+                return;
+            }
+            Ok(n) => {
+                if let Some(log) = log.as_mut() {
+                    let _ = log.write(stream, &buf[..n]);
+                }
+                if attached {
+                    let _ = if stream == Stream::Stdout {
+                        write_all(std::io::stdout().as_fd(), &buf[..n])
+                    } else {
+                        write_all(std::io::stderr().as_fd(), &buf[..n])
+                    };
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) => return,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => {
+                *fd = None;
+                return;
+            }
+        }
+    }
+}
+
+fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> nix::Result<()> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => return Err(nix::errno::Errno::EPIPE),
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,8 +1,502 @@
-//! The local state store: containers, their status, exit codes and metering.
+//! The local state store: one SQLite database (`<root>/state.db`, through rusqlite) with a
+//! row per container: what it runs, its id range, its status, exit code and metering.
+//!
+//! There is no daemon: every farm process opens the store, does its work in short
+//! transactions and leaves. Names and id ranges are UNIQUE columns, so two concurrent
+//! `farm run` can never get the same name or overlapping ids.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroups::Usage;
+use crate::options::RunOptions;
+use crate::sandbox::userns::IdRange;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {
-    #[error("{0}")]
-    Other(String),
+    #[error("state store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store: container {id}: bad record: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("the name {name:?} is already in use by container {id}: remove it (`farm rm {name}`) or choose another name")]
+    NameInUse { name: String, id: String },
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("{prefix:?} matches several containers ({ids}): give more of the id")]
+    Ambiguous { prefix: String, ids: String },
+    #[error("no free user-namespace range: all {slots} ranges of 65,536 ids in /etc/subuid are taken by containers; remove some (`farm ps -a`, `farm rm`) or give user `farm` a larger range")]
+    RangesExhausted { slots: u32 },
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The record exists; the monitor is setting the container up.
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Status> {
+        match text {
+            "created" => Some(Status::Created),
+            "running" => Some(Status::Running),
+            "exited" => Some(Status::Exited),
+            _ => None,
+        }
+    }
+}
+
+/// The image a container runs, as the puller stored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// docker's IMAGE ID (the config digest).
+    pub id: String,
+    /// The name it was asked for (`busybox`, `oci:/x:tag`).
+    pub name: String,
+    /// Snapshot chain IDs, bottom layer first: these snapshots must outlive the container.
+    pub chain_ids: Vec<String>,
+    /// The snapshot folders (`.../snapshots/<chain>/fs`), bottom layer first.
+    pub layers: Vec<PathBuf>,
+    /// The image config JSON (hostile input: parsed by `spec`).
+    pub config: serde_json::Value,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: i32,
+    pub oom_killed: bool,
+    /// Why farm ended it or could not start it (timeout, lost monitor, setup error).
+    pub error: Option<String>,
+    pub usage: Usage,
+    pub wall_seconds: f64,
+}
+
+/// One row of the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    pub image: ImageRef,
+    pub options: RunOptions,
+    pub ids: IdRange,
+    pub status: Status,
+    /// The container's init process, as the host sees it.
+    pub pid: Option<i32>,
+    pub monitor_pid: Option<i32>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit: Option<Exit>,
+}
+
+/// The state store of one farm root.
+pub struct StateStore {
+    path: PathBuf,
+    db: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS containers (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created     TEXT NOT NULL,
+    image       TEXT NOT NULL,
+    options     TEXT NOT NULL,
+    uid_base    INTEGER NOT NULL UNIQUE,
+    gid_base    INTEGER NOT NULL UNIQUE,
+    id_count    INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    pid         INTEGER,
+    monitor_pid INTEGER,
+    started_at  TEXT,
+    finished_at TEXT,
+    exit        TEXT
+);
+";
+
+const COLUMNS: &str = "id, name, created, image, options, uid_base, gid_base, id_count, status, pid, monitor_pid, started_at, finished_at, exit";
+
+impl StateStore {
+    /// Open (and create) `<root>/state.db`.
+    pub fn open(root: &Path) -> Result<StateStore, StateError> {
+        let path = root.join("state.db");
+        let sql = |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let db = Connection::open(&path).map_err(sql)?;
+        db.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
+        db.execute_batch(SCHEMA).map_err(sql)?;
+        Ok(StateStore { path, db })
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        move |source| StateError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Insert a new container, taking the lowest free id range of `ranges` (host ranges of
+    /// RANGE_SIZE ids each) in the same transaction. Fails on a duplicate name.
+    pub fn insert(
+        &mut self,
+        record: &ContainerRecord,
+        ranges: &[IdRange],
+    ) -> Result<IdRange, StateError> {
+        let path = self.path.clone();
+        let sql = move |source| StateError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sql)?;
+        if let Some(id) = tx
+            .query_row(
+                "SELECT id FROM containers WHERE name = ?1",
+                params![record.name],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(&sql)?
+        {
+            return Err(StateError::NameInUse {
+                name: record.name.clone(),
+                id,
+            });
+        }
+        let used: Vec<(i64, i64)> = {
+            let mut stmt = tx
+                .prepare("SELECT uid_base, gid_base FROM containers")
+                .map_err(&sql)?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(&sql)?;
+            rows.collect::<Result<_, _>>().map_err(&sql)?
+        };
+        let range = ranges
+            .iter()
+            .find(|r| {
+                !used
+                    .iter()
+                    .any(|(u, g)| *u == i64::from(r.uid) || *g == i64::from(r.gid))
+            })
+            .copied()
+            .ok_or(StateError::RangesExhausted {
+                slots: ranges.len() as u32,
+            })?;
+        let record = ContainerRecord {
+            ids: range,
+            ..record.clone()
+        };
+        tx.execute(
+            &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                record.id,
+                record.name,
+                record.created,
+                to_json(&record.image),
+                to_json(&record.options),
+                record.ids.uid,
+                record.ids.gid,
+                record.ids.size,
+                record.status.as_str(),
+                record.pid,
+                record.monitor_pid,
+                record.started_at,
+                record.finished_at,
+                record.exit.as_ref().map(to_json),
+            ],
+        )
+        .map_err(|source| match source {
+            rusqlite::Error::SqliteFailure(ref e, _)
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                StateError::NameInUse {
+                    name: record.name.clone(),
+                    id: "another container".to_owned(),
+                }
+            }
+            other => sql(other),
+        })?;
+        tx.commit().map_err(&sql)?;
+        Ok(range)
+    }
+
+    /// Every container, oldest first.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, StateError> {
+        let mut stmt = self
+            .db
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM containers ORDER BY created, id"
+            ))
+            .map_err(self.sql())?;
+        let rows = stmt.query_map([], raw_row).map_err(self.sql())?;
+        let raws: Vec<RawRow> = rows.collect::<Result<_, _>>().map_err(self.sql())?;
+        raws.into_iter().map(RawRow::decode).collect()
+    }
+
+    /// The container with this exact id or name, or unique id prefix.
+    pub fn get(&self, name_or_id: &str) -> Result<ContainerRecord, StateError> {
+        let all = self.list()?;
+        if let Some(found) = all
+            .iter()
+            .find(|c| c.id == name_or_id || c.name == name_or_id)
+        {
+            return Ok(found.clone());
+        }
+        let hex = !name_or_id.is_empty() && name_or_id.bytes().all(|b| b.is_ascii_hexdigit());
+        let matches: Vec<&ContainerRecord> = if hex {
+            all.iter().filter(|c| c.id.starts_with(name_or_id)).collect()
+        } else {
+            Vec::new()
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(StateError::NotFound(name_or_id.to_owned())),
+            many => Err(StateError::Ambiguous {
+                prefix: name_or_id.to_owned(),
+                ids: many
+                    .iter()
+                    .map(|c| &c.id[..12])
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Record that the container runs.
+    pub fn set_running(
+        &self,
+        id: &str,
+        pid: i32,
+        monitor_pid: i32,
+        started_at: &str,
+    ) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE containers SET status = 'running', pid = ?2, monitor_pid = ?3, started_at = ?4 WHERE id = ?1",
+                params![id, pid, monitor_pid, started_at],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Record the monitor's pid (before the container runs).
+    pub fn set_monitor(&self, id: &str, monitor_pid: i32) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE containers SET monitor_pid = ?2 WHERE id = ?1",
+                params![id, monitor_pid],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Record how the container ended.
+    pub fn set_exited(&self, id: &str, exit: &Exit, finished_at: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE containers SET status = 'exited', exit = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, to_json(exit), finished_at],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Forget the container (its id range becomes free).
+    pub fn remove(&self, id: &str) -> Result<(), StateError> {
+        self.db
+            .execute("DELETE FROM containers WHERE id = ?1", params![id])
+            .map_err(self.sql())?;
+        Ok(())
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("state records serialize")
+}
+
+struct RawRow {
+    id: String,
+    name: String,
+    created: String,
+    image: String,
+    options: String,
+    uid_base: u32,
+    gid_base: u32,
+    id_count: u32,
+    status: String,
+    pid: Option<i32>,
+    monitor_pid: Option<i32>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    exit: Option<String>,
+}
+
+fn raw_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRow> {
+    Ok(RawRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created: row.get(2)?,
+        image: row.get(3)?,
+        options: row.get(4)?,
+        uid_base: row.get(5)?,
+        gid_base: row.get(6)?,
+        id_count: row.get(7)?,
+        status: row.get(8)?,
+        pid: row.get(9)?,
+        monitor_pid: row.get(10)?,
+        started_at: row.get(11)?,
+        finished_at: row.get(12)?,
+        exit: row.get(13)?,
+    })
+}
+
+impl RawRow {
+    fn decode(self) -> Result<ContainerRecord, StateError> {
+        let corrupt = |reason: String| StateError::Corrupt {
+            id: self.id.clone(),
+            reason,
+        };
+        let image = serde_json::from_str(&self.image).map_err(|e| corrupt(format!("image: {e}")))?;
+        let options =
+            serde_json::from_str(&self.options).map_err(|e| corrupt(format!("options: {e}")))?;
+        let status = Status::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("status {:?}", self.status)))?;
+        let exit = match &self.exit {
+            Some(text) => {
+                Some(serde_json::from_str(text).map_err(|e| corrupt(format!("exit: {e}")))?)
+            }
+            None => None,
+        };
+        Ok(ContainerRecord {
+            id: self.id,
+            name: self.name,
+            created: self.created,
+            image,
+            options,
+            ids: IdRange {
+                uid: self.uid_base,
+                gid: self.gid_base,
+                size: self.id_count,
+            },
+            status,
+            pid: self.pid,
+            monitor_pid: self.monitor_pid,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            exit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created: "2026-11-23T00:00:00Z".to_owned(),
+            image: ImageRef {
+                id: "sha256:00".to_owned(),
+                name: "busybox".to_owned(),
+                chain_ids: vec![],
+                layers: vec![],
+                config: serde_json::json!({}),
+            },
+            options: RunOptions::default(),
+            ids: IdRange {
+                uid: 0,
+                gid: 0,
+                size: 0,
+            },
+            status: Status::Created,
+            pid: None,
+            monitor_pid: None,
+            started_at: None,
+            finished_at: None,
+            exit: None,
+        }
+    }
+
+    fn ranges(n: u32) -> Vec<IdRange> {
+        (0..n)
+            .map(|i| IdRange {
+                uid: 100_000 + i * 65_536,
+                gid: 200_000 + i * 65_536,
+                size: 65_536,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_are_unique_and_ranges_disjoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        let a = store.insert(&record("aa11", "one"), &ranges(2)).unwrap();
+        let err = store.insert(&record("bb22", "one"), &ranges(2)).unwrap_err();
+        assert!(matches!(err, StateError::NameInUse { .. }), "{err}");
+        let b = store.insert(&record("bb22", "two"), &ranges(2)).unwrap();
+        assert_ne!(a.uid, b.uid);
+        let err = store
+            .insert(&record("cc33", "three"), &ranges(2))
+            .unwrap_err();
+        assert!(matches!(err, StateError::RangesExhausted { .. }), "{err}");
+        store.remove("aa11").unwrap();
+        let c = store.insert(&record("cc33", "three"), &ranges(2)).unwrap();
+        assert_eq!(c, a, "a freed range is reused");
+    }
+
+    #[test]
+    fn lookup_by_name_id_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        store.insert(&record("abc123", "web"), &ranges(3)).unwrap();
+        store.insert(&record("abd456", "db"), &ranges(3)).unwrap();
+        assert_eq!(store.get("web").unwrap().id, "abc123");
+        assert_eq!(store.get("abd").unwrap().name, "db");
+        assert!(matches!(
+            store.get("ab").unwrap_err(),
+            StateError::Ambiguous { .. }
+        ));
+        assert!(matches!(
+            store.get("zzz").unwrap_err(),
+            StateError::NotFound(_)
+        ));
+        let exit = Exit {
+            code: 137,
+            oom_killed: true,
+            ..Exit::default()
+        };
+        store.set_exited("abc123", &exit, "later").unwrap();
+        let got = store.get("web").unwrap();
+        assert_eq!(got.status, Status::Exited);
+        assert_eq!(got.exit, Some(exit));
+    }
 }

@@ -15,7 +15,13 @@ pub struct PruneArgs {
 
 pub fn run(globals: &Globals, _args: PruneArgs) -> Result<u8> {
     let store = globals.open_store()?;
-    let report = store.prune()?;
+    farm_runtime::lifecycle::reconcile(&globals.root)?;
+    let report = store.prune_keeping(&|| {
+        super::run::snapshots_in_use(globals).map_err(|e| farm_puller::store::StoreError::Io {
+            path: globals.root.join("state.db"),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })?;
     println!(
         "Deleted {} blobs and {} snapshots\nTotal reclaimed space: {}",
         report.blobs,

@@ -24,3 +24,19 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/sys",
     "/proc/sysrq-trigger",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_clean_and_inside_proc_or_sys() {
+        for path in MASKED_PATHS.iter().chain(READONLY_PATHS) {
+            assert_eq!(crate::spec::clean_path(path).as_deref(), Some(*path));
+            assert!(
+                path.starts_with("/proc/") || path.starts_with("/sys/"),
+                "{path}"
+            );
+        }
+    }
+}

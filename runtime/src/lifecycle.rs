@@ -1,0 +1,299 @@
+//! Container life without a daemon: create the record, tell a live monitor from a dead
+//! one (its flock on `monitor.lock`), repair what a crash left behind, and the docker
+//! verbs `kill`, `stop`, `wait`, `rm`.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use rustix::fs::{flock, FlockOperation};
+
+use crate::error::RuntimeError;
+use crate::layout::Layout;
+use crate::options::RunOptions;
+use crate::sandbox::userns;
+use crate::state::{ContainerRecord, Exit, ImageRef, StateStore, Status};
+
+fn path_err(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Path {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A new container record, its folder, and the flocked `monitor.lock` the monitor will
+/// inherit. The id range is taken in the same transaction as the insert.
+pub fn create(
+    root: &Path,
+    image: ImageRef,
+    options: RunOptions,
+) -> Result<(ContainerRecord, OwnedFd), RuntimeError> {
+    let layout = Layout::new(root);
+    let ranges = userns::container_ranges(Path::new("/etc"))?;
+    let mut state = StateStore::open(root)?;
+    let id = new_id();
+    let name = match &options.name {
+        Some(name) => {
+            validate_name(name)?;
+            name.clone()
+        }
+        None => random_name(&id),
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700).recursive(true);
+    let dir = layout.container(&id);
+    builder.create(&dir).map_err(path_err(&dir))?;
+    let lock_path = layout.monitor_lock(&id);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(path_err(&lock_path))?;
+    flock(&lock, FlockOperation::LockExclusive).map_err(|e| path_err(&lock_path)(e.into()))?;
+    let record = ContainerRecord {
+        id: id.clone(),
+        name,
+        created: crate::monitor::now(),
+        image,
+        options,
+        ids: userns::IdRange {
+            uid: 0,
+            gid: 0,
+            size: 0,
+        },
+        status: Status::Created,
+        pid: None,
+        monitor_pid: Some(std::process::id() as i32),
+        started_at: None,
+        finished_at: None,
+        exit: None,
+    };
+    match state.insert(&record, &ranges) {
+        Ok(ids) => Ok((ContainerRecord { ids, ..record }, OwnedFd::from(lock))),
+        Err(e) => {
+            drop(lock);
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e.into())
+        }
+    }
+}
+
+/// docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn validate_name(name: &str) -> Result<(), RuntimeError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 128;
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::Other(format!(
+            "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )))
+    }
+}
+
+fn new_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+fn random_name(id: &str) -> String {
+    const LEFT: &[&str] = &[
+        "brave", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry", "noble",
+        "quiet", "sharp", "swift", "tender", "vivid", "wise", "bold", "clever", "jolly", "proud",
+    ];
+    const RIGHT: &[&str] = &[
+        "turing", "hopper", "lovelace", "curie", "noether", "shannon", "ritchie", "thompson",
+        "knuth", "dijkstra", "hamilton", "liskov", "lamport", "perlman", "torvalds", "wozniak",
+        "babbage", "kay", "cerf", "hoare",
+    ];
+    let left = LEFT[rand::random::<usize>() % LEFT.len()];
+    let right = RIGHT[rand::random::<usize>() % RIGHT.len()];
+    format!("{left}_{right}_{}", &id[..4])
+}
+
+/// Whether the container's monitor is alive (it holds `monitor.lock`).
+pub fn monitor_alive(layout: &Layout, id: &str) -> bool {
+    let Ok(file) = File::open(layout.monitor_lock(id)) else {
+        return false;
+    };
+    match flock(&file, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => false,
+        Err(_) => true,
+    }
+}
+
+/// Repair what crashed monitors left: a container whose record says created or running
+/// but whose monitor is gone is killed (its cgroup), released, and recorded as exited.
+/// Every farm command runs this first; it is cheap when there is nothing to do.
+pub fn reconcile(root: &Path) -> Result<(), RuntimeError> {
+    let layout = Layout::new(root);
+    let state = StateStore::open(root)?;
+    for record in state.list()? {
+        if record.status == Status::Exited || monitor_alive(&layout, &record.id) {
+            continue;
+        }
+        // Take the lock so that a concurrent reconcile does not repeat the work.
+        let lock_path = layout.monitor_lock(&record.id);
+        let Ok(lock) = File::open(&lock_path) else {
+            reap(&layout, &state, &record)?;
+            continue;
+        };
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        // Re-read: the monitor may have finished properly in between.
+        match state.get(&record.id) {
+            Ok(current) if current.status != Status::Exited => reap(&layout, &state, &current)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn reap(layout: &Layout, state: &StateStore, record: &ContainerRecord) -> Result<(), RuntimeError> {
+    let usage = crate::cgroups::read_usage(&Layout::cgroups_path(&record.id)).unwrap_or_default();
+    crate::container::delete(
+        &layout.run_root(),
+        &record.id,
+        &Layout::cgroups_path(&record.id),
+    )?;
+    let exit = Exit {
+        code: 255,
+        oom_killed: usage.oom_killed,
+        error: Some(if record.status == Status::Created {
+            "farm stopped while it was creating this container".to_owned()
+        } else {
+            "the container's monitor died (killed?); farm stopped the container".to_owned()
+        }),
+        usage,
+        wall_seconds: 0.0,
+    };
+    state.set_exited(&record.id, &exit, &crate::monitor::now())?;
+    if record.options.auto_remove {
+        remove_files(layout, &record.id)?;
+        state.remove(&record.id)?;
+    }
+    Ok(())
+}
+
+/// Remove the container's folder (its writable layer, logs, spec).
+pub fn remove_files(layout: &Layout, id: &str) -> Result<(), RuntimeError> {
+    let dir = layout.container(id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(RuntimeError::Path { path: dir, source }),
+    }
+}
+
+/// `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(text: &str) -> Result<Signal, RuntimeError> {
+    let bad = || {
+        RuntimeError::Other(format!(
+            "invalid signal {text:?}: use a name like SIGTERM, TERM or KILL, or a number"
+        ))
+    };
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| bad());
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| bad())
+}
+
+/// Send `signal` to the container's init, after checking the pid still is the
+/// container's (its cgroup), so a reused pid is never signalled.
+pub fn kill(root: &Path, record: &ContainerRecord, signal: Signal) -> Result<(), RuntimeError> {
+    let layout = Layout::new(root);
+    let not_running = || {
+        RuntimeError::Other(format!(
+            "container {} is not running",
+            record.name
+        ))
+    };
+    if record.status != Status::Running || !monitor_alive(&layout, &record.id) {
+        return Err(not_running());
+    }
+    let pid = record.pid.ok_or_else(not_running)?;
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let marker = format!("/farm/{}", record.id);
+    if !cgroup.lines().any(|line| line.ends_with(&marker)) {
+        return Err(not_running());
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .map_err(|e| RuntimeError::Other(format!("signalling container {}: {e}", record.name)))
+}
+
+/// Wait until the monitor is gone (at most `limit`); true when it is.
+pub fn wait_monitor(root: &Path, id: &str, limit: Option<Duration>) -> bool {
+    let layout = Layout::new(root);
+    let start = Instant::now();
+    loop {
+        if !monitor_alive(&layout, id) {
+            return true;
+        }
+        if limit.is_some_and(|l| start.elapsed() >= l) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// docker stop: the stop signal, then SIGKILL after `timeout`.
+pub fn stop(root: &Path, record: &ContainerRecord, timeout: Duration) -> Result<(), RuntimeError> {
+    let signal = record
+        .options
+        .stop_signal
+        .as_deref()
+        .map(parse_signal)
+        .transpose()?
+        .unwrap_or(Signal::SIGTERM);
+    if kill(root, record, signal).is_err() {
+        return Ok(());
+    }
+    if !wait_monitor(root, &record.id, Some(timeout)) {
+        let _ = kill(root, record, Signal::SIGKILL);
+        wait_monitor(root, &record.id, Some(Duration::from_secs(30)));
+    }
+    reconcile(root)
+}
+
+/// docker rm: refuse a running container unless `force` (then kill it first).
+pub fn remove(root: &Path, record: &ContainerRecord, force: bool) -> Result<(), RuntimeError> {
+    let layout = Layout::new(root);
+    if monitor_alive(&layout, &record.id) {
+        if !force {
+            return Err(RuntimeError::Other(format!(
+                "cannot remove container {}: it is running: stop it first (`farm stop {}`) or use `farm rm -f`",
+                record.name, record.name
+            )));
+        }
+        let _ = kill(root, record, Signal::SIGKILL);
+        if !wait_monitor(root, &record.id, Some(Duration::from_secs(30))) {
+            return Err(RuntimeError::Other(format!(
+                "container {} did not stop within 30 s of SIGKILL",
+                record.name
+            )));
+        }
+    }
+    reconcile(root)?;
+    crate::container::delete(
+        &layout.run_root(),
+        &record.id,
+        &Layout::cgroups_path(&record.id),
+    )?;
+    remove_files(&layout, &record.id)?;
+    StateStore::open(root)?.remove(&record.id)?;
+    Ok(())
+}
