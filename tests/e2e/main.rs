@@ -2,16 +2,22 @@
 //! `docker-registry`), a token server, fault-injecting proxies and images built at test
 //! time. Fixtures live in [`support`]; one module per area.
 //!
-//! Prerequisites (docker-registry, htpasswd, openssl, skopeo, overlayfs, root) are checked
-//! per test: when `CI=true` a missing one fails the test, otherwise the test is skipped
-//! with a printed reason.
+//! Prerequisites (docker-registry, htpasswd, openssl, skopeo, overlayfs, root; for `farm
+//! run` also cgroups and gcc with a static libc for the probe) are checked per test: when
+//! `CI=true` a missing one fails the test, otherwise the test is skipped with a printed
+//! reason.
 
 mod support;
 
 mod auth;
 mod faults;
 mod fixtures;
+mod lifecycle;
+mod lifecycle_faults;
+mod limits;
 mod offline;
 mod pull;
 mod review;
+mod run;
+mod sandbox;
 mod store;

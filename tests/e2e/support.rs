@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod containers;
 pub mod http;
 pub mod images;
 pub mod proxy;
