@@ -45,15 +45,20 @@ pub fn create(
     };
     let dir = layout.container(&id);
     prepare_dirs(&layout, &dir)?;
+    // The lock is taken under another name and renamed into place, so that a
+    // `monitor.lock` that exists is always one that was held: a sweeper that finds it free
+    // knows its creator is gone.
     let lock_path = layout.monitor_lock(&id);
+    let new_lock = lock_path.with_extension("new");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(&lock_path)
-        .map_err(path_err(&lock_path))?;
+        .open(&new_lock)
+        .map_err(path_err(&new_lock))?;
     flock(&lock, FlockOperation::LockExclusive).map_err(|e| path_err(&lock_path)(e.into()))?;
+    std::fs::rename(&new_lock, &lock_path).map_err(path_err(&lock_path))?;
     let record = ContainerRecord {
         id: id.clone(),
         name,
@@ -171,7 +176,9 @@ pub fn monitor_alive(layout: &Layout, id: &str) -> bool {
 pub fn reconcile(root: &Path) -> Result<(), RuntimeError> {
     let layout = Layout::new(root);
     let state = StateStore::open(root)?;
-    for record in state.list()? {
+    let records = state.list()?;
+    sweep_orphans(&layout, &records);
+    for record in records {
         if record.status == Status::Exited || monitor_alive(&layout, &record.id) {
             continue;
         }
@@ -191,6 +198,38 @@ pub fn reconcile(root: &Path) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+/// How long a container folder may exist without its record and lock before it counts as
+/// the leftover of a `farm run` killed between making the folder and taking the lock.
+const ORPHAN_AGE: Duration = Duration::from_secs(5);
+
+/// Remove container folders that have no record and no live creator (it holds the lock).
+fn sweep_orphans(layout: &Layout, records: &[ContainerRecord]) {
+    let Ok(entries) = std::fs::read_dir(layout.containers()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if records.iter().any(|r| r.id == name) || monitor_alive(layout, &name) {
+            continue;
+        }
+        // A free `monitor.lock` means its creator died; without one, the creator may be
+        // between mkdir and rename (microseconds), so only an old folder goes.
+        let has_lock = layout.monitor_lock(&name).exists();
+        let old = has_lock
+            || entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= ORPHAN_AGE);
+        if old {
+            let _ =
+                crate::container::delete(&layout.run_root(), &name, &Layout::cgroups_path(&name));
+            let _ = remove_files(layout, &name);
+        }
+    }
 }
 
 fn reap(layout: &Layout, state: &StateStore, record: &ContainerRecord) -> Result<(), RuntimeError> {

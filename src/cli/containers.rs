@@ -169,8 +169,7 @@ fn inspect_json(r: &ContainerRecord) -> serde_json::Value {
         "Config": {
             "Entrypoint": r.options.entrypoint.clone().map(serde_json::Value::from).unwrap_or_else(|| config["Entrypoint"].clone()),
             "Cmd": if r.options.command.is_empty() { config["Cmd"].clone() } else { json!(r.options.command) },
-            "Env": config["Env"].clone(),
-            "ExtraEnv": r.options.env,
+            "Env": merged_env(&config["Env"], &r.options.env),
             "WorkingDir": r.options.workdir.clone().map(serde_json::Value::from).unwrap_or_else(|| config["WorkingDir"].clone()),
             "User": r.options.user.clone().map(serde_json::Value::from).unwrap_or_else(|| config["User"].clone()),
             "Hostname": r.options.hostname.clone().unwrap_or_else(|| r.id[..12].to_owned()),
@@ -196,6 +195,27 @@ fn inspect_json(r: &ContainerRecord) -> serde_json::Value {
         "IdMap": { "Uid": r.ids.uid, "Gid": r.ids.gid, "Size": r.ids.size },
         "HostConfig": r.options,
     })
+}
+
+/// The image's Env with `-e`/`--env-file` applied (same key replaced in place), as docker
+/// shows it.
+fn merged_env(image: &serde_json::Value, extra: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = image
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for entry in extra {
+        let key = entry.split('=').next().unwrap_or(entry);
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(slot) => *slot = entry.clone(),
+            None => env.push(entry.clone()),
+        }
+    }
+    env
 }
 
 #[derive(Debug, Args)]

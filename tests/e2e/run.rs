@@ -290,7 +290,7 @@ fn exit_codes_follow_docker() {
     for (command, code) in cases {
         let run = farm.run_probe(&[], command);
         assert_eq!(run.code, *code, "run probe {command:?}: {run:#?}");
-        if *code >= 126 {
+        if *code == 126 || *code == 127 {
             assert!(
                 !run.stderr.trim().is_empty(),
                 "{command:?}: farm says why it could not start it: {run:#?}"
@@ -515,7 +515,13 @@ fn hostile_passwd_and_group_links_stay_inside() {
     ]) else {
         return;
     };
-    let show = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"];
+    // Not `id`: it reads the image's /etc/passwd itself, and /dev/zero never ends (as under
+    // docker). The kernel's view of the process is what farm decided.
+    let show = [
+        "sh",
+        "-c",
+        "s=/proc/self/status; g=$(grep ^Gid: $s | cut -f2); echo $(grep ^Uid: $s | cut -f2) $g $g $(grep ^Groups: $s | cut -f2)",
+    ];
     let ok_or_refused = |run: &Run, what: &str| {
         assert!(
             run.code == 0 || run.code == 125,
