@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -75,11 +75,12 @@ pub fn run(args: MonitorArgs) -> i32 {
     };
     let _ = state.set_monitor(&args.id, std::process::id() as i32);
     let begun = Instant::now();
+    let begun_wall = SystemTime::now();
     let attached = matches!(args.mode, Mode::Attached);
-    let mut log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
+    let log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
 
     let outcome = start(&layout, &record, attached);
-    let mut running = match outcome {
+    let running = match outcome {
         Ok(running) => running,
         Err(failure) => {
             let exit = Exit {
@@ -115,7 +116,32 @@ pub fn run(args: MonitorArgs) -> i32 {
         }
     }
 
-    let deadline = record.options.timeout.map(|t| begun + t);
+    if let Mode::Detached = args.mode {
+        // The setup touched most of farm's code; the supervisor that holds the container
+        // for hours needs little of it. Exec into the lean supervisor (same process, same
+        // children, same lock): only what it touches from now on is resident.
+        let error = reexec_supervisor(&args.root, &record.id, &running, begun_wall);
+        // Still here: the exec failed; supervise in place.
+        let _ = error;
+    }
+    supervise_and_finish(&layout, &state, &record, running, log, attached, begun_wall)
+}
+
+/// The rest of the monitor's life: pump, wait, record the exit.
+fn supervise_and_finish(
+    layout: &Layout,
+    state: &StateStore,
+    record: &ContainerRecord,
+    mut running: Running,
+    mut log: Option<LogWriter>,
+    attached: bool,
+    begun_wall: SystemTime,
+) -> i32 {
+    let elapsed = begun_wall.elapsed().unwrap_or_default();
+    let deadline = record
+        .options
+        .timeout
+        .map(|t| Instant::now() + t.saturating_sub(elapsed));
     let status = running.supervise(&mut log, attached, deadline);
     let usage = crate::cgroups::read_usage(&Layout::cgroups_path(&record.id)).unwrap_or_default();
     let (code, error) = match status {
@@ -137,10 +163,92 @@ pub fn run(args: MonitorArgs) -> i32 {
         oom_killed: usage.oom_killed,
         error,
         usage,
-        wall_seconds: begun.elapsed().as_secs_f64(),
+        wall_seconds: begun_wall.elapsed().unwrap_or_default().as_secs_f64(),
     };
-    finish(&layout, &state, &record, &exit);
+    finish(layout, state, record, &exit);
     code
+}
+
+/// argv[1] of the lean supervisor: `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS`.
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+/// Exec `farm __supervise …` with the container's output pipes inherited. Returns only
+/// when the exec failed.
+fn reexec_supervisor(
+    root: &std::path::Path,
+    id: &str,
+    running: &Running,
+    begun_wall: SystemTime,
+) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let fd_arg = |fd: &Option<OwnedFd>| -> String {
+        match fd {
+            Some(fd) => {
+                let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
+                fd.as_raw_fd().to_string()
+            }
+            None => "-".to_owned(),
+        }
+    };
+    let begun_ms = begun_wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    std::process::Command::new("/proc/self/exe")
+        .arg(SUPERVISE_ARG)
+        .arg(root)
+        .arg(id)
+        .arg(running.pid.as_raw().to_string())
+        .arg(fd_arg(&running.stdout))
+        .arg(fd_arg(&running.stderr))
+        .arg(begun_ms.to_string())
+        .exec()
+}
+
+/// The lean supervisor's entry point (`argv[2..]` of [`SUPERVISE_ARG`]); its exit code.
+pub fn supervise_main(args: &[String]) -> i32 {
+    let [root, id, pid, out, err, begun_ms] = args else {
+        eprintln!("farm {SUPERVISE_ARG}: internal command, not for direct use");
+        return 125;
+    };
+    let root = PathBuf::from(root);
+    let layout = Layout::new(&root);
+    let Ok(state) = StateStore::open(&root) else {
+        return 125;
+    };
+    let Ok(record) = state.get(id) else {
+        return 125;
+    };
+    let fd = |text: &str| {
+        text.parse::<i32>()
+            .ok()
+            .filter(|fd| *fd > 2)
+            .map(inherited_fd)
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return 125;
+    };
+    let running = Running {
+        pid: Pid::from_raw(pid),
+        stdin: None,
+        stdout: fd(out),
+        stderr: fd(err),
+        stop_signal: Signal::SIGTERM,
+        terminal: None,
+    };
+    let begun_wall = UNIX_EPOCH + Duration::from_millis(begun_ms.parse().unwrap_or(0));
+    let log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
+    supervise_and_finish(&layout, &state, &record, running, log, false, begun_wall)
+}
+
+/// Own a descriptor the monitor passed across exec to the supervisor.
+#[allow(unsafe_code)]
+fn inherited_fd(fd: i32) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `reexec_supervisor` passes the numbers of the pipe ends it cleared
+    // close-on-exec for, right before exec; nothing else in this fresh process image
+    // owns them, so each becomes owned exactly once here.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 fn humantime(d: Duration) -> String {
