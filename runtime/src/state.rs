@@ -291,7 +291,7 @@ impl StateStore {
                 prefix: name_or_id.to_owned(),
                 ids: many
                     .iter()
-                    .map(|c| &c.id[..12])
+                    .map(|c| c.id.get(..12).unwrap_or(&c.id))
                     .collect::<Vec<_>>()
                     .join(", "),
             }),
