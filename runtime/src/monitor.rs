@@ -120,30 +120,38 @@ pub fn run(args: MonitorArgs) -> i32 {
         // The setup touched most of farm's code; the supervisor that holds the container
         // for hours needs little of it. Exec into the lean supervisor (same process, same
         // children, same lock): only what it touches from now on is resident.
-        let error = reexec_supervisor(&args.root, &record.id, &running, begun_wall);
+        let error = reexec_supervisor(
+            &args.root,
+            &record.id,
+            &running,
+            begun_wall,
+            record.options.timeout,
+        );
         // Still here: the exec failed; supervise in place.
         let _ = error;
     }
-    supervise_and_finish(&layout, &state, &record, running, log, attached, begun_wall)
+    drop(state);
+    let timeout = record.options.timeout;
+    supervise_and_finish(
+        &layout, &record.id, timeout, running, log, attached, begun_wall,
+    )
 }
 
-/// The rest of the monitor's life: pump, wait, record the exit.
+/// The rest of the monitor's life: pump, wait, record the exit. The state store is opened
+/// only at the end, so that the supervisor's resident pages stay few while it waits.
 fn supervise_and_finish(
     layout: &Layout,
-    state: &StateStore,
-    record: &ContainerRecord,
+    id: &str,
+    timeout: Option<Duration>,
     mut running: Running,
     mut log: Option<LogWriter>,
     attached: bool,
     begun_wall: SystemTime,
 ) -> i32 {
     let elapsed = begun_wall.elapsed().unwrap_or_default();
-    let deadline = record
-        .options
-        .timeout
-        .map(|t| Instant::now() + t.saturating_sub(elapsed));
+    let deadline = timeout.map(|t| Instant::now() + t.saturating_sub(elapsed));
     let status = running.supervise(&mut log, attached, deadline);
-    let usage = crate::cgroups::read_usage(&Layout::cgroups_path(&record.id)).unwrap_or_default();
+    let usage = crate::cgroups::read_usage(&Layout::cgroups_path(id)).unwrap_or_default();
     let (code, error) = match status {
         Ended::Exited(code) => (code, None),
         Ended::Signaled(signal) => (128 + signal as i32, None),
@@ -151,7 +159,7 @@ fn supervise_and_finish(
             128 + signal as i32,
             Some(format!(
                 "killed after running past --timeout {}",
-                humantime(record.options.timeout.unwrap_or_default())
+                humantime(timeout.unwrap_or_default())
             )),
         ),
     };
@@ -165,11 +173,17 @@ fn supervise_and_finish(
         usage,
         wall_seconds: begun_wall.elapsed().unwrap_or_default().as_secs_f64(),
     };
-    finish(layout, state, record, &exit);
+    match StateStore::open(layout.root()).and_then(|state| Ok((state.get(id)?, state))) {
+        Ok((record, state)) => finish(layout, &state, &record, &exit),
+        Err(_) => {
+            let _ = container::delete(&layout.run_root(), id, &Layout::cgroups_path(id));
+        }
+    }
     code
 }
 
-/// argv[1] of the lean supervisor: `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS`.
+/// argv[1] of the lean supervisor:
+/// `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS TIMEOUT-MS|-`.
 pub const SUPERVISE_ARG: &str = "__supervise";
 
 /// Exec `farm __supervise …` with the container's output pipes inherited. Returns only
@@ -179,6 +193,7 @@ fn reexec_supervisor(
     id: &str,
     running: &Running,
     begun_wall: SystemTime,
+    timeout: Option<Duration>,
 ) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let fd_arg = |fd: &Option<OwnedFd>| -> String {
@@ -202,23 +217,18 @@ fn reexec_supervisor(
         .arg(fd_arg(&running.stdout))
         .arg(fd_arg(&running.stderr))
         .arg(begun_ms.to_string())
+        .arg(timeout.map_or("-".to_owned(), |t| t.as_millis().to_string()))
         .exec()
 }
 
 /// The lean supervisor's entry point (`argv[2..]` of [`SUPERVISE_ARG`]); its exit code.
 pub fn supervise_main(args: &[String]) -> i32 {
-    let [root, id, pid, out, err, begun_ms] = args else {
+    let [root, id, pid, out, err, begun_ms, timeout_ms] = args else {
         eprintln!("farm {SUPERVISE_ARG}: internal command, not for direct use");
         return 125;
     };
     let root = PathBuf::from(root);
     let layout = Layout::new(&root);
-    let Ok(state) = StateStore::open(&root) else {
-        return 125;
-    };
-    let Ok(record) = state.get(id) else {
-        return 125;
-    };
     let fd = |text: &str| {
         text.parse::<i32>()
             .ok()
@@ -237,8 +247,9 @@ pub fn supervise_main(args: &[String]) -> i32 {
         terminal: None,
     };
     let begun_wall = UNIX_EPOCH + Duration::from_millis(begun_ms.parse().unwrap_or(0));
-    let log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
-    supervise_and_finish(&layout, &state, &record, running, log, false, begun_wall)
+    let timeout = timeout_ms.parse().ok().map(Duration::from_millis);
+    let log = LogWriter::open(&layout.log(id), LOG_MAX_BYTES).ok();
+    supervise_and_finish(&layout, id, timeout, running, log, false, begun_wall)
 }
 
 /// Own a descriptor the monitor passed across exec to the supervisor.
