@@ -110,10 +110,31 @@ fn prepare_dirs(layout: &Layout, dir: &Path) -> Result<(), RuntimeError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
             .map_err(path_err(path))?;
     }
+    check_reachable(layout.root())?;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
         .map_err(path_err(dir))
+}
+
+/// Every folder above the farm root must let other users through (`o+x`): a container's
+/// root is an unprivileged host uid, and libcontainer reaches the rootfs by its path.
+fn check_reachable(root: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::canonicalize(root).map_err(path_err(root))?;
+    for dir in root.ancestors().skip(1) {
+        let mode = std::fs::metadata(dir).map_err(path_err(dir))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(RuntimeError::Other(format!(
+                "{} (mode {:o}) does not let other users through, and a container's root is an unprivileged host user that must reach {}: run `chmod o+x {}` or choose another --root",
+                dir.display(),
+                mode & 0o7777,
+                root.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Give the container's root group traverse access to its folder (0710).
