@@ -29,6 +29,15 @@ impl Layout {
         self.containers().join(id)
     }
 
+    /// `<root>/staging`: container folders being made, before they move into containers/.
+    pub fn staging_root(&self) -> PathBuf {
+        self.root.join("staging")
+    }
+
+    pub fn staging(&self, id: &str) -> PathBuf {
+        self.staging_root().join(id)
+    }
+
     /// Held (flock) by the container's monitor for as long as it lives.
     pub fn monitor_lock(&self, id: &str) -> PathBuf {
         self.container(id).join("monitor.lock")

@@ -43,22 +43,22 @@ pub fn create(
         }
         None => random_name(&id),
     };
+    // The folder is made in staging/ with its lock held, then renamed into containers/:
+    // a folder in containers/ always has a `monitor.lock` that was held, so a sweeper that
+    // finds the lock free knows the creator is gone.
     let dir = layout.container(&id);
-    prepare_dirs(&layout, &dir)?;
-    // The lock is taken under another name and renamed into place, so that a
-    // `monitor.lock` that exists is always one that was held: a sweeper that finds it free
-    // knows its creator is gone.
-    let lock_path = layout.monitor_lock(&id);
-    let new_lock = lock_path.with_extension("new");
+    let staged = layout.staging(&id);
+    prepare_dirs(&layout, &staged)?;
+    let staged_lock = staged.join("monitor.lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(&new_lock)
-        .map_err(path_err(&new_lock))?;
-    flock(&lock, FlockOperation::LockExclusive).map_err(|e| path_err(&lock_path)(e.into()))?;
-    std::fs::rename(&new_lock, &lock_path).map_err(path_err(&lock_path))?;
+        .open(&staged_lock)
+        .map_err(path_err(&staged_lock))?;
+    flock(&lock, FlockOperation::LockExclusive).map_err(|e| path_err(&staged_lock)(e.into()))?;
+    std::fs::rename(&staged, &dir).map_err(path_err(&dir))?;
     let record = ContainerRecord {
         id: id.clone(),
         name,
@@ -111,6 +111,12 @@ fn prepare_dirs(layout: &Layout, dir: &Path) -> Result<(), RuntimeError> {
             .map_err(path_err(path))?;
     }
     check_reachable(layout.root())?;
+    let staging = layout.staging_root();
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&staging)
+        .map_err(path_err(&staging))?;
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
@@ -123,7 +129,10 @@ fn check_reachable(root: &Path) -> Result<(), RuntimeError> {
     use std::os::unix::fs::PermissionsExt;
     let root = std::fs::canonicalize(root).map_err(path_err(root))?;
     for dir in root.ancestors().skip(1) {
-        let mode = std::fs::metadata(dir).map_err(path_err(dir))?.permissions().mode();
+        let mode = std::fs::metadata(dir)
+            .map_err(path_err(dir))?
+            .permissions()
+            .mode();
         if mode & 0o001 == 0 {
             return Err(RuntimeError::Other(format!(
                 "{} (mode {:o}) does not let other users through, and a container's root is an unprivileged host user that must reach {}: run `chmod o+x {}` or choose another --root",
@@ -221,34 +230,35 @@ pub fn reconcile(root: &Path) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// How long a container folder may exist without its record and lock before it counts as
-/// the leftover of a `farm run` killed between making the folder and taking the lock.
-const ORPHAN_AGE: Duration = Duration::from_secs(5);
+/// How long a folder may sit in staging/ before it counts as the leftover of a `farm run`
+/// killed between making it and moving it into containers/ (that takes microseconds).
+const STAGING_AGE: Duration = Duration::from_secs(60);
 
-/// Remove container folders that have no record and no live creator (it holds the lock).
+/// Remove container folders that have no record and no live creator (it holds the lock),
+/// and old leftovers in staging/.
 fn sweep_orphans(layout: &Layout, records: &[ContainerRecord]) {
-    let Ok(entries) = std::fs::read_dir(layout.containers()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if records.iter().any(|r| r.id == name) || monitor_alive(layout, &name) {
-            continue;
+    if let Ok(entries) = std::fs::read_dir(layout.containers()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if records.iter().any(|r| r.id == name) || monitor_alive(layout, &name) {
+                continue;
+            }
+            let _ =
+                crate::container::delete(&layout.run_root(), &name, &Layout::cgroups_path(&name));
+            let _ = remove_files(layout, &name);
         }
-        // A free `monitor.lock` means its creator died; without one, the creator may be
-        // between mkdir and rename (microseconds), so only an old folder goes.
-        let has_lock = layout.monitor_lock(&name).exists();
-        let old = has_lock
-            || entry
+    }
+    if let Ok(entries) = std::fs::read_dir(layout.staging_root()) {
+        for entry in entries.flatten() {
+            let old = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age >= ORPHAN_AGE);
-        if old {
-            let _ =
-                crate::container::delete(&layout.run_root(), &name, &Layout::cgroups_path(&name));
-            let _ = remove_files(layout, &name);
+                .is_some_and(|age| age >= STAGING_AGE);
+            if old {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
 }

@@ -131,6 +131,9 @@ pub struct RunArgs {
 
 pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
     let options = options(&args)?;
+    if !rustix::process::geteuid().is_root() {
+        bail!("farm run needs root (it creates user namespaces, cgroups and mounts for the container, which then runs as an unprivileged user): run it with sudo; rootless mode is not supported yet");
+    }
     lifecycle::reconcile(&globals.root).context("checking containers")?;
     let store = Arc::new(globals.open_store()?);
     let record = image(globals, &store, &args).await?;
