@@ -65,6 +65,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Wait for containers to exit and print their exit codes
     Wait(containers::WaitArgs),
+    /// Show a container's output
+    Logs(containers::LogsArgs),
     /// The per-container monitor (internal)
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorCliArgs),
@@ -75,13 +77,13 @@ pub const EXIT_FARM_ERROR: u8 = 125;
 
 /// Commands that must run without an async runtime (single-threaded processes): the
 /// monitor. `Err(cli)` hands every other command back.
-pub fn run_sync(cli: Cli) -> Result<i32, Cli> {
+pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
     match cli.command {
         Command::Monitor(args) => {
             let root = cli.root.unwrap_or_else(default_root);
             Ok(containers::monitor(&root, args))
         }
-        _ => Err(cli),
+        _ => Err(Box::new(cli)),
     }
 }
 
@@ -99,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Kill(args) => containers::kill(&globals, args),
         Command::Rm(args) => containers::rm(&globals, args),
         Command::Wait(args) => containers::wait(&globals, args),
+        Command::Logs(args) => containers::logs(&globals, args),
         Command::Monitor(_) => unreachable!("the monitor runs through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -42,19 +43,22 @@ pub fn create(
         }
         None => random_name(&id),
     };
-    let mut builder = std::fs::DirBuilder::new();
-    builder.mode(0o700).recursive(true);
     let dir = layout.container(&id);
-    builder.create(&dir).map_err(path_err(&dir))?;
+    prepare_dirs(&layout, &dir)?;
+    // The lock is taken under another name and renamed into place, so that a
+    // `monitor.lock` that exists is always one that was held: a sweeper that finds it free
+    // knows its creator is gone.
     let lock_path = layout.monitor_lock(&id);
+    let new_lock = lock_path.with_extension("new");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(&lock_path)
-        .map_err(path_err(&lock_path))?;
+        .open(&new_lock)
+        .map_err(path_err(&new_lock))?;
     flock(&lock, FlockOperation::LockExclusive).map_err(|e| path_err(&lock_path)(e.into()))?;
+    std::fs::rename(&new_lock, &lock_path).map_err(path_err(&lock_path))?;
     let record = ContainerRecord {
         id: id.clone(),
         name,
@@ -74,13 +78,71 @@ pub fn create(
         exit: None,
     };
     match state.insert(&record, &ranges) {
-        Ok(ids) => Ok((ContainerRecord { ids, ..record }, OwnedFd::from(lock))),
+        Ok(ids) => {
+            if let Err(e) = share_dir_with(&dir, &ids) {
+                let _ = state.remove(&id);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+            Ok((ContainerRecord { ids, ..record }, OwnedFd::from(lock)))
+        }
         Err(e) => {
             drop(lock);
             let _ = std::fs::remove_dir_all(&dir);
             Err(e.into())
         }
     }
+}
+
+/// The container's folder, `0710` with the group of... root of no container yet: the
+/// group is set once the id range is known. The farm root and `containers/` become
+/// `0711` so that a container's root (an unprivileged host uid) can reach its own
+/// folder while libcontainer sets it up, but can list nothing.
+fn prepare_dirs(layout: &Layout, dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let containers = layout.containers();
+    std::fs::DirBuilder::new()
+        .mode(0o711)
+        .recursive(true)
+        .create(&containers)
+        .map_err(path_err(&containers))?;
+    for path in [layout.root(), containers.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+            .map_err(path_err(path))?;
+    }
+    check_reachable(layout.root())?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(path_err(dir))
+}
+
+/// Every folder above the farm root must let other users through (`o+x`): a container's
+/// root is an unprivileged host uid, and libcontainer reaches the rootfs by its path.
+fn check_reachable(root: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::fs::canonicalize(root).map_err(path_err(root))?;
+    for dir in root.ancestors().skip(1) {
+        let mode = std::fs::metadata(dir).map_err(path_err(dir))?.permissions().mode();
+        if mode & 0o001 == 0 {
+            return Err(RuntimeError::Other(format!(
+                "{} (mode {:o}) does not let other users through, and a container's root is an unprivileged host user that must reach {}: run `chmod o+x {}` or choose another --root",
+                dir.display(),
+                mode & 0o7777,
+                root.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Give the container's root group traverse access to its folder (0710).
+fn share_dir_with(dir: &Path, ids: &userns::IdRange) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::fs::chown(dir, None, Some(rustix::fs::Gid::from_raw(ids.gid)))
+        .map_err(|e| path_err(dir)(e.into()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).map_err(path_err(dir))
 }
 
 /// docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -135,7 +197,9 @@ pub fn monitor_alive(layout: &Layout, id: &str) -> bool {
 pub fn reconcile(root: &Path) -> Result<(), RuntimeError> {
     let layout = Layout::new(root);
     let state = StateStore::open(root)?;
-    for record in state.list()? {
+    let records = state.list()?;
+    sweep_orphans(&layout, &records);
+    for record in records {
         if record.status == Status::Exited || monitor_alive(&layout, &record.id) {
             continue;
         }
@@ -155,6 +219,38 @@ pub fn reconcile(root: &Path) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+/// How long a container folder may exist without its record and lock before it counts as
+/// the leftover of a `farm run` killed between making the folder and taking the lock.
+const ORPHAN_AGE: Duration = Duration::from_secs(5);
+
+/// Remove container folders that have no record and no live creator (it holds the lock).
+fn sweep_orphans(layout: &Layout, records: &[ContainerRecord]) {
+    let Ok(entries) = std::fs::read_dir(layout.containers()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if records.iter().any(|r| r.id == name) || monitor_alive(layout, &name) {
+            continue;
+        }
+        // A free `monitor.lock` means its creator died; without one, the creator may be
+        // between mkdir and rename (microseconds), so only an old folder goes.
+        let has_lock = layout.monitor_lock(&name).exists();
+        let old = has_lock
+            || entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= ORPHAN_AGE);
+        if old {
+            let _ =
+                crate::container::delete(&layout.run_root(), &name, &Layout::cgroups_path(&name));
+            let _ = remove_files(layout, &name);
+        }
+    }
 }
 
 fn reap(layout: &Layout, state: &StateStore, record: &ContainerRecord) -> Result<(), RuntimeError> {
@@ -216,12 +312,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, RuntimeError> {
 /// container's (its cgroup), so a reused pid is never signalled.
 pub fn kill(root: &Path, record: &ContainerRecord, signal: Signal) -> Result<(), RuntimeError> {
     let layout = Layout::new(root);
-    let not_running = || {
-        RuntimeError::Other(format!(
-            "container {} is not running",
-            record.name
-        ))
-    };
+    let not_running = || RuntimeError::Other(format!("container {} is not running", record.name));
     if record.status != Status::Running || !monitor_alive(&layout, &record.id) {
         return Err(not_running());
     }

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -75,11 +75,12 @@ pub fn run(args: MonitorArgs) -> i32 {
     };
     let _ = state.set_monitor(&args.id, std::process::id() as i32);
     let begun = Instant::now();
+    let begun_wall = SystemTime::now();
     let attached = matches!(args.mode, Mode::Attached);
-    let mut log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
+    let log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
 
     let outcome = start(&layout, &record, attached);
-    let mut running = match outcome {
+    let running = match outcome {
         Ok(running) => running,
         Err(failure) => {
             let exit = Exit {
@@ -115,9 +116,42 @@ pub fn run(args: MonitorArgs) -> i32 {
         }
     }
 
-    let deadline = record.options.timeout.map(|t| begun + t);
+    if let Mode::Detached = args.mode {
+        // The setup touched most of farm's code; the supervisor that holds the container
+        // for hours needs little of it. Exec into the lean supervisor (same process, same
+        // children, same lock): only what it touches from now on is resident.
+        let error = reexec_supervisor(
+            &args.root,
+            &record.id,
+            &running,
+            begun_wall,
+            record.options.timeout,
+        );
+        // Still here: the exec failed; supervise in place.
+        let _ = error;
+    }
+    drop(state);
+    let timeout = record.options.timeout;
+    supervise_and_finish(
+        &layout, &record.id, timeout, running, log, attached, begun_wall,
+    )
+}
+
+/// The rest of the monitor's life: pump, wait, record the exit. The state store is opened
+/// only at the end, so that the supervisor's resident pages stay few while it waits.
+fn supervise_and_finish(
+    layout: &Layout,
+    id: &str,
+    timeout: Option<Duration>,
+    mut running: Running,
+    mut log: Option<LogWriter>,
+    attached: bool,
+    begun_wall: SystemTime,
+) -> i32 {
+    let elapsed = begun_wall.elapsed().unwrap_or_default();
+    let deadline = timeout.map(|t| Instant::now() + t.saturating_sub(elapsed));
     let status = running.supervise(&mut log, attached, deadline);
-    let usage = crate::cgroups::read_usage(&Layout::cgroups_path(&record.id)).unwrap_or_default();
+    let usage = crate::cgroups::read_usage(&Layout::cgroups_path(id)).unwrap_or_default();
     let (code, error) = match status {
         Ended::Exited(code) => (code, None),
         Ended::Signaled(signal) => (128 + signal as i32, None),
@@ -125,7 +159,7 @@ pub fn run(args: MonitorArgs) -> i32 {
             128 + signal as i32,
             Some(format!(
                 "killed after running past --timeout {}",
-                humantime(record.options.timeout.unwrap_or_default())
+                humantime(timeout.unwrap_or_default())
             )),
         ),
     };
@@ -137,10 +171,95 @@ pub fn run(args: MonitorArgs) -> i32 {
         oom_killed: usage.oom_killed,
         error,
         usage,
-        wall_seconds: begun.elapsed().as_secs_f64(),
+        wall_seconds: begun_wall.elapsed().unwrap_or_default().as_secs_f64(),
     };
-    finish(&layout, &state, &record, &exit);
+    match StateStore::open(layout.root()).and_then(|state| Ok((state.get(id)?, state))) {
+        Ok((record, state)) => finish(layout, &state, &record, &exit),
+        Err(_) => {
+            let _ = container::delete(&layout.run_root(), id, &Layout::cgroups_path(id));
+        }
+    }
     code
+}
+
+/// argv[1] of the lean supervisor:
+/// `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS TIMEOUT-MS|-`.
+pub const SUPERVISE_ARG: &str = "__supervise";
+
+/// Exec `farm __supervise …` with the container's output pipes inherited. Returns only
+/// when the exec failed.
+fn reexec_supervisor(
+    root: &std::path::Path,
+    id: &str,
+    running: &Running,
+    begun_wall: SystemTime,
+    timeout: Option<Duration>,
+) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let fd_arg = |fd: &Option<OwnedFd>| -> String {
+        match fd {
+            Some(fd) => {
+                let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty());
+                fd.as_raw_fd().to_string()
+            }
+            None => "-".to_owned(),
+        }
+    };
+    let begun_ms = begun_wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    std::process::Command::new("/proc/self/exe")
+        .arg(SUPERVISE_ARG)
+        .arg(root)
+        .arg(id)
+        .arg(running.pid.as_raw().to_string())
+        .arg(fd_arg(&running.stdout))
+        .arg(fd_arg(&running.stderr))
+        .arg(begun_ms.to_string())
+        .arg(timeout.map_or("-".to_owned(), |t| t.as_millis().to_string()))
+        .exec()
+}
+
+/// The lean supervisor's entry point (`argv[2..]` of [`SUPERVISE_ARG`]); its exit code.
+pub fn supervise_main(args: &[String]) -> i32 {
+    let [root, id, pid, out, err, begun_ms, timeout_ms] = args else {
+        eprintln!("farm {SUPERVISE_ARG}: internal command, not for direct use");
+        return 125;
+    };
+    let root = PathBuf::from(root);
+    let layout = Layout::new(&root);
+    let fd = |text: &str| {
+        text.parse::<i32>()
+            .ok()
+            .filter(|fd| *fd > 2)
+            .map(inherited_fd)
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return 125;
+    };
+    let running = Running {
+        pid: Pid::from_raw(pid),
+        stdin: None,
+        stdout: fd(out),
+        stderr: fd(err),
+        stop_signal: Signal::SIGTERM,
+        terminal: None,
+    };
+    let begun_wall = UNIX_EPOCH + Duration::from_millis(begun_ms.parse().unwrap_or(0));
+    let timeout = timeout_ms.parse().ok().map(Duration::from_millis);
+    let log = LogWriter::open(&layout.log(id), LOG_MAX_BYTES).ok();
+    supervise_and_finish(&layout, id, timeout, running, log, false, begun_wall)
+}
+
+/// Own a descriptor the monitor passed across exec to the supervisor.
+#[allow(unsafe_code)]
+fn inherited_fd(fd: i32) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `reexec_supervisor` passes the numbers of the pipe ends it cleared
+    // close-on-exec for, right before exec; nothing else in this fresh process image
+    // owns them, so each becomes owned exactly once here.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 fn humantime(d: Duration) -> String {
@@ -156,6 +275,7 @@ fn finish(layout: &Layout, state: &StateStore, record: &ContainerRecord, exit: &
     );
     let _ = state.set_exited(&record.id, exit, &now());
     if record.options.auto_remove {
+        rootfs::unmount(&layout.container(&record.id));
         let _ = lifecycle::remove_files(layout, &record.id);
         let _ = state.remove(&record.id);
     }
@@ -187,6 +307,8 @@ struct Running {
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     stop_signal: Signal,
+    /// Our own terminal in raw mode while attached with `-t` (restored on drop).
+    terminal: Option<Terminal>,
 }
 
 enum Ended {
@@ -200,8 +322,13 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
     let dir = layout.container(&record.id);
     rootfs::private_mount_namespace().map_err(Failure::farm)?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Failure::farm)?;
-    let image: ImageConfiguration = serde_json::from_value(record.image.config.clone())
-        .map_err(|e| Failure::farm(format!("the image config of {} is invalid: {e}", record.image.name)))?;
+    let image: ImageConfiguration =
+        serde_json::from_value(record.image.config.clone()).map_err(|e| {
+            Failure::farm(format!(
+                "the image config of {} is invalid: {e}",
+                record.image.name
+            ))
+        })?;
     let rootfs = rootfs::mount(&dir, &record.image.layers, &record.ids).map_err(Failure::farm)?;
     let ctx = SpecContext {
         id: record.id.clone(),
@@ -225,33 +352,56 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
     spec.save(dir.join("config.json"))
         .map_err(|e| Failure::farm(format!("writing the container spec: {e}")))?;
 
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::farm);
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (in_r, in_w) = if record.options.interactive && attached {
-        let (r, w) = pipe()?;
-        (r, Some(w))
+    let tty = record.options.tty;
+    let console = if tty {
+        Some(console_listener(&dir).map_err(Failure::farm)?)
     } else {
-        let null = std::fs::File::open("/dev/null").map_err(Failure::farm)?;
-        (OwnedFd::from(null), None)
+        None
     };
-    let stdio = Stdio {
-        stdin: in_r,
-        stdout: out_w,
-        stderr: err_w,
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(Failure::farm);
+    let mut ends = (None, None, None);
+    let stdio = if tty {
+        None
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (in_r, in_w) = if record.options.interactive && attached {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        } else {
+            let null = std::fs::File::open("/dev/null").map_err(Failure::farm)?;
+            (OwnedFd::from(null), None)
+        };
+        ends = (in_w, Some(out_r), Some(err_r));
+        Some(Stdio {
+            stdin: in_r,
+            stdout: out_w,
+            stderr: err_w,
+        })
     };
     let mut created = container::create(
         &record.id,
         &layout.run_root(),
         &dir,
-        Some(stdio),
-        None,
+        stdio,
+        console.as_ref().map(|(path, _)| path.clone()),
         filters,
     )
     .map_err(Failure::farm)?;
     let pid = created
         .pid()
         .ok_or_else(|| Failure::farm("libcontainer gave no pid for the container"))?;
+    let mut terminal = None;
+    if let Some((path, listener)) = console {
+        let master = receive_pty(&listener).map_err(Failure::farm)?;
+        let _ = std::fs::remove_file(path);
+        let writer = master.try_clone().map_err(Failure::farm)?;
+        if attached {
+            terminal = Terminal::attach(&master);
+        }
+        let stdin = (record.options.interactive && attached).then_some(writer);
+        ends = (stdin, Some(master), None);
+    }
     created.start().map_err(Failure::farm)?;
     let stop_signal = record
         .options
@@ -261,10 +411,11 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
         .unwrap_or(Signal::SIGTERM);
     Ok(Running {
         pid: Pid::from_raw(pid),
-        stdin: in_w,
-        stdout: Some(out_r),
-        stderr: Some(err_r),
+        stdin: ends.0,
+        stdout: ends.1,
+        stderr: ends.2,
         stop_signal,
+        terminal,
     })
 }
 
@@ -305,8 +456,10 @@ impl Running {
             mask.add(*signal);
         }
         mask.add(Signal::SIGPIPE);
+        mask.add(Signal::SIGWINCH);
         let _ = mask.thread_block();
-        let mut signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+        let mut signals =
+            SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
         for fd in [&self.stdout, &self.stderr].into_iter().flatten() {
             let _ = nix::fcntl::fcntl(
                 fd.as_raw_fd(),
@@ -338,7 +491,8 @@ impl Running {
                 }
             }
             if let Some(until) = drain_until {
-                wait_ms = wait_ms.min(until.saturating_duration_since(Instant::now()).as_millis() as i64);
+                wait_ms =
+                    wait_ms.min(until.saturating_duration_since(Instant::now()).as_millis() as i64);
             }
             let stdin_fd = std::io::stdin();
             let mut fds: Vec<PollFd> = Vec::with_capacity(4);
@@ -377,27 +531,34 @@ impl Running {
                 match kind {
                     b'o' => pump(&mut self.stdout, Stream::Stdout, log, attached, &mut buf),
                     b'e' => pump(&mut self.stderr, Stream::Stderr, log, attached, &mut buf),
-                    b'i' => {
-                        match nix::unistd::read(std::io::stdin().as_raw_fd(), &mut buf) {
-                            Ok(0) | Err(_) => {
-                                stdin_open = false;
-                                self.stdin = None;
-                            }
-                            Ok(n) => {
-                                if let Some(w) = &self.stdin {
-                                    if write_all(w.as_fd(), &buf[..n]).is_err() {
-                                        stdin_open = false;
-                                        self.stdin = None;
-                                    }
+                    b'i' => match nix::unistd::read(std::io::stdin().as_raw_fd(), &mut buf) {
+                        Ok(0) | Err(_) => {
+                            stdin_open = false;
+                            self.stdin = None;
+                        }
+                        Ok(n) => {
+                            if let Some(w) = &self.stdin {
+                                if write_all(w.as_fd(), &buf[..n]).is_err() {
+                                    stdin_open = false;
+                                    self.stdin = None;
                                 }
                             }
                         }
-                    }
+                    },
                     _ => {
                         if let Some(fd) = signals.as_mut() {
                             while let Ok(Some(info)) = fd.read_signal() {
                                 let signo = info.ssi_signo as i32;
-                                if signo == Signal::SIGCHLD as i32 || signo == Signal::SIGPIPE as i32 {
+                                if signo == Signal::SIGCHLD as i32
+                                    || signo == Signal::SIGPIPE as i32
+                                {
+                                    continue;
+                                }
+                                if signo == Signal::SIGWINCH as i32 {
+                                    if let (Some(t), Some(master)) = (&self.terminal, &self.stdout)
+                                    {
+                                        t.copy_size(master);
+                                    }
                                     continue;
                                 }
                                 if let Ok(signal) = Signal::try_from(signo) {
@@ -421,6 +582,7 @@ impl Running {
             }
         }
         let _ = self.stop_signal;
+        self.terminal = None;
         ended.unwrap_or(Ended::Exited(255))
     }
 
@@ -493,4 +655,90 @@ fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> nix::Result<(
         }
     }
     Ok(())
+}
+
+/// Listen on `<dir>/console.sock` (bound through a relative path: socket paths are
+/// short) for the pty master that libcontainer's init sends with `-t`.
+fn console_listener(
+    dir: &std::path::Path,
+) -> std::io::Result<(PathBuf, std::os::unix::net::UnixListener)> {
+    let previous = std::env::current_dir()?;
+    std::env::set_current_dir(dir)?;
+    let _ = std::fs::remove_file("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind("console.sock");
+    std::env::set_current_dir(previous)?;
+    Ok((dir.join("console.sock"), listener?))
+}
+
+/// Accept libcontainer's connection and take the pty master it sends (SCM_RIGHTS).
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let (stream, _) = listener.accept()?;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut received = None;
+    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            for fd in fds {
+                let owned = owned_fd(fd);
+                if received.is_none() {
+                    received = Some(owned);
+                }
+            }
+        }
+    }
+    received.ok_or_else(|| std::io::Error::other("libcontainer sent no pty master"))
+}
+
+/// Take ownership of a descriptor the kernel just gave us through SCM_RIGHTS.
+#[allow(unsafe_code)]
+fn owned_fd(fd: std::os::fd::RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was installed in our table by recvmsg for this message only; nothing
+    // else refers to it, so this OwnedFd is its only owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Our terminal, in raw mode while a `-t` container is attached to it.
+struct Terminal {
+    saved: nix::sys::termios::Termios,
+}
+
+impl Terminal {
+    /// Raw mode and the container's window size from ours, when stdin is a terminal.
+    fn attach(master: &OwnedFd) -> Option<Terminal> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        let terminal = Terminal { saved };
+        terminal.copy_size(master);
+        Some(terminal)
+    }
+
+    fn copy_size(&self, master: &OwnedFd) {
+        if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let _ = rustix::termios::tcsetwinsize(master, size);
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
 }

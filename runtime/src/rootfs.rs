@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 
 use crate::sandbox::userns::{self, IdRange, UsernsError};
 
+mod shifted;
+
+/// Set to `off` to use the shifted-copy fallback instead of idmapped mounts (for kernels
+/// that take the idmapped mounts but misbehave with them, and for tests of the fallback).
+pub const IDMAP_ENV: &str = "FARM_IDMAP";
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RootfsError {
@@ -77,28 +83,25 @@ pub fn mount(dir: &Path, layers: &[PathBuf], ids: &IdRange) -> Result<PathBuf, R
     )
     .map_err(|e| io(&upper)(e.into()))?;
 
-    let userns = userns::store_userns(ids)?;
-    let mut lower = Vec::with_capacity(layers.len());
-    for (n, layer) in layers.iter().enumerate() {
-        let target = dir.join("l").join(n.to_string());
-        match builder.create(&target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io(&target)(e)),
+    let idmapped = if std::env::var(IDMAP_ENV).is_ok_and(|v| v == "off") {
+        Err(UsernsError::Other(format!("{IDMAP_ENV}=off")))
+    } else {
+        attach_idmapped(dir, layers, ids)
+    };
+    let lower = match idmapped {
+        Ok(lower) => lower,
+        Err(e) => {
+            eprintln!(
+                "farm: warning: idmapped mounts are not available ({e}); copying the image with shifted owners instead (slower, uses disk: a kernel >= 5.19 avoids it)"
+            );
+            rootfs_fallback(dir, layers, ids)?
         }
-        let tree = userns::idmapped_clone(layer, &userns)?;
-        rustix::mount::move_mount(
-            &tree,
-            "",
-            rustix::fs::CWD,
-            &target,
-            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-        .map_err(|e| io(&target)(e.into()))?;
-        lower.push(format!("l/{n}"));
-    }
+    };
+    let mut lower = lower;
     if lower.is_empty() {
-        lower.push("l".to_owned());
+        let empty = dir.join("l").join("empty");
+        builder.create(&empty).map_err(io(&empty))?;
+        lower.push("l/empty".to_owned());
     }
     lower.reverse();
     // Relative paths keep the option string short (the kernel takes one page); the
@@ -121,4 +124,74 @@ pub fn mount(dir: &Path, layers: &[PathBuf], ids: &IdRange) -> Result<PathBuf, R
         source: e.into(),
     })?;
     Ok(rootfs)
+}
+
+/// Detach the overlay and the idmapped layers (in the monitor's namespace) so that the
+/// container's folder can be removed.
+pub fn unmount(dir: &Path) {
+    let detach = rustix::mount::UnmountFlags::DETACH;
+    let _ = rustix::mount::unmount(dir.join("rootfs"), detach);
+    if let Ok(entries) = std::fs::read_dir(dir.join("l")) {
+        for entry in entries.flatten() {
+            let _ = rustix::mount::unmount(entry.path(), detach);
+        }
+    }
+}
+
+/// Attach an idmapped clone of each layer at `<dir>/l/<n>`; the overlay's lowerdirs.
+fn attach_idmapped(
+    dir: &Path,
+    layers: &[PathBuf],
+    ids: &IdRange,
+) -> Result<Vec<String>, UsernsError> {
+    let userns = userns::store_userns(ids)?;
+    let mut lower = Vec::with_capacity(layers.len());
+    for (n, layer) in layers.iter().enumerate() {
+        let target = dir.join("l").join(n.to_string());
+        match std::fs::DirBuilder::new().mode(0o700).create(&target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(UsernsError::Io {
+                    path: target,
+                    source,
+                })
+            }
+        }
+        let tree = userns::idmapped_clone(layer, &userns)?;
+        rustix::mount::move_mount(
+            &tree,
+            "",
+            rustix::fs::CWD,
+            &target,
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| UsernsError::Idmap {
+            path: target.clone(),
+            source: e.into(),
+        })?;
+        lower.push(format!("l/{n}"));
+    }
+    Ok(lower)
+}
+
+/// Copies of the layers with shifted owners at `<dir>/c/<n>`.
+fn rootfs_fallback(
+    dir: &Path,
+    layers: &[PathBuf],
+    ids: &IdRange,
+) -> Result<Vec<String>, RootfsError> {
+    let copies = dir.join("c");
+    let _ = std::fs::remove_dir_all(&copies);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&copies)
+        .map_err(io(&copies))?;
+    let mut lower = Vec::with_capacity(layers.len());
+    for (n, layer) in layers.iter().enumerate() {
+        let target = copies.join(n.to_string());
+        shifted::copy(layer, &target, ids).map_err(io(layer))?;
+        lower.push(format!("c/{n}"));
+    }
+    Ok(lower)
 }

@@ -145,6 +145,14 @@ impl StateStore {
             path: path.clone(),
             source,
         };
+        if !root.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(root)
+                .map_err(|e| sql(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        }
         let db = Connection::open(&path).map_err(sql)?;
         db.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
         db.execute_batch(SCHEMA).map_err(sql)?;
@@ -270,7 +278,9 @@ impl StateStore {
         }
         let hex = !name_or_id.is_empty() && name_or_id.bytes().all(|b| b.is_ascii_hexdigit());
         let matches: Vec<&ContainerRecord> = if hex {
-            all.iter().filter(|c| c.id.starts_with(name_or_id)).collect()
+            all.iter()
+                .filter(|c| c.id.starts_with(name_or_id))
+                .collect()
         } else {
             Vec::new()
         };
@@ -281,7 +291,7 @@ impl StateStore {
                 prefix: name_or_id.to_owned(),
                 ids: many
                     .iter()
-                    .map(|c| &c.id[..12])
+                    .map(|c| c.id.get(..12).unwrap_or(&c.id))
                     .collect::<Vec<_>>()
                     .join(", "),
             }),
@@ -382,7 +392,8 @@ impl RawRow {
             id: self.id.clone(),
             reason,
         };
-        let image = serde_json::from_str(&self.image).map_err(|e| corrupt(format!("image: {e}")))?;
+        let image =
+            serde_json::from_str(&self.image).map_err(|e| corrupt(format!("image: {e}")))?;
         let options =
             serde_json::from_str(&self.options).map_err(|e| corrupt(format!("options: {e}")))?;
         let status = Status::parse(&self.status)
@@ -460,7 +471,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StateStore::open(dir.path()).unwrap();
         let a = store.insert(&record("aa11", "one"), &ranges(2)).unwrap();
-        let err = store.insert(&record("bb22", "one"), &ranges(2)).unwrap_err();
+        let err = store
+            .insert(&record("bb22", "one"), &ranges(2))
+            .unwrap_err();
         assert!(matches!(err, StateError::NameInUse { .. }), "{err}");
         let b = store.insert(&record("bb22", "two"), &ranges(2)).unwrap();
         assert_ne!(a.uid, b.uid);

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use farm_runtime::lifecycle;
-use farm_runtime::monitor::{self, MonitorArgs, Mode};
+use farm_runtime::monitor::{self, Mode, MonitorArgs};
 use farm_runtime::state::{ContainerRecord, StateStore, Status};
 use serde_json::json;
 
@@ -169,8 +169,7 @@ fn inspect_json(r: &ContainerRecord) -> serde_json::Value {
         "Config": {
             "Entrypoint": r.options.entrypoint.clone().map(serde_json::Value::from).unwrap_or_else(|| config["Entrypoint"].clone()),
             "Cmd": if r.options.command.is_empty() { config["Cmd"].clone() } else { json!(r.options.command) },
-            "Env": config["Env"].clone(),
-            "ExtraEnv": r.options.env,
+            "Env": merged_env(&config["Env"], &r.options.env),
             "WorkingDir": r.options.workdir.clone().map(serde_json::Value::from).unwrap_or_else(|| config["WorkingDir"].clone()),
             "User": r.options.user.clone().map(serde_json::Value::from).unwrap_or_else(|| config["User"].clone()),
             "Hostname": r.options.hostname.clone().unwrap_or_else(|| r.id[..12].to_owned()),
@@ -196,6 +195,27 @@ fn inspect_json(r: &ContainerRecord) -> serde_json::Value {
         "IdMap": { "Uid": r.ids.uid, "Gid": r.ids.gid, "Size": r.ids.size },
         "HostConfig": r.options,
     })
+}
+
+/// The image's Env with `-e`/`--env-file` applied (same key replaced in place), as docker
+/// shows it.
+fn merged_env(image: &serde_json::Value, extra: &[String]) -> Vec<String> {
+    let mut env: Vec<String> = image
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for entry in extra {
+        let key = entry.split('=').next().unwrap_or(entry);
+        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+            Some(slot) => *slot = entry.clone(),
+            None => env.push(entry.clone()),
+        }
+    }
+    env
 }
 
 #[derive(Debug, Args)]
@@ -314,4 +334,64 @@ pub fn monitor(root: &std::path::Path, args: MonitorCliArgs) -> i32 {
             Mode::Detached
         },
     })
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Follow the output until the container exits
+    #[arg(short, long)]
+    follow: bool,
+    /// Show only the last N lines ("all" for every line)
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Prefix each line with its RFC 3339 time
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub fn logs(globals: &Globals, args: LogsArgs) -> Result<u8> {
+    use std::io::Write;
+    let state = open(globals)?;
+    let record = state.get(&args.container)?;
+    let tail = match args.tail.as_str() {
+        "all" => None,
+        n => Some(
+            n.parse::<usize>()
+                .with_context(|| format!("invalid --tail {n:?}: use a number or all"))?,
+        ),
+    };
+    let layout = farm_runtime::layout::Layout::new(&globals.root);
+    let path = layout.log(&record.id);
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let mut emit = |entry: &farm_runtime::logs::LogEntry| -> std::io::Result<()> {
+        let text = if args.timestamps {
+            format!("{} {}", entry.time, entry.log)
+        } else {
+            entry.log.clone()
+        };
+        match entry.stream {
+            farm_runtime::logs::Stream::Stdout => {
+                let mut out = stdout.lock();
+                out.write_all(text.as_bytes())?;
+                out.flush()
+            }
+            farm_runtime::logs::Stream::Stderr => stderr.lock().write_all(text.as_bytes()),
+        }
+    };
+    if args.follow {
+        let id = record.id.clone();
+        farm_runtime::logs::follow(
+            &path,
+            tail,
+            || lifecycle::monitor_alive(&layout, &id),
+            &mut emit,
+        )?;
+    } else {
+        for entry in farm_runtime::logs::read(&path, tail)? {
+            emit(&entry)?;
+        }
+    }
+    Ok(0)
 }

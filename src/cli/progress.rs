@@ -20,10 +20,32 @@ impl PullProgress for Quiet {
     }
 }
 
-/// Plain lines on stdout, for logs and pipes.
+/// Plain lines on stdout, for logs and pipes (on stderr for `farm run`, whose stdout is
+/// the container's, as docker does).
 #[derive(Default)]
 pub struct Lines {
     downloaded: AtomicBool,
+    stderr: bool,
+}
+
+impl Lines {
+    /// Lines on stderr.
+    pub fn on_stderr() -> Lines {
+        Lines {
+            stderr: true,
+            ..Lines::default()
+        }
+    }
+}
+
+macro_rules! say {
+    ($lines:expr, $($arg:tt)*) => {
+        if $lines.stderr {
+            eprintln!($($arg)*)
+        } else {
+            println!($($arg)*)
+        }
+    };
 }
 
 impl PullProgress for Lines {
@@ -38,19 +60,21 @@ impl PullProgress for Lines {
                 layers,
                 total_bytes,
             } => {
-                println!(
+                say!(
+                    self,
                     "{name}: pulling {layers} layer{} ({}), manifest {manifest_digest}",
                     if layers == 1 { "" } else { "s" },
                     human_bytes(total_bytes)
                 )
             }
-            PullEvent::LayerExists { digest } => println!("{}: already exists", digest.short()),
+            PullEvent::LayerExists { digest } => say!(self, "{}: already exists", digest.short()),
             PullEvent::Downloading {
                 digest,
                 size,
                 offset,
             } if offset > 0 => {
-                println!(
+                say!(
+                    self,
                     "{}: resuming download at {} of {}",
                     digest.short(),
                     human_bytes(offset),
@@ -58,17 +82,23 @@ impl PullProgress for Lines {
                 )
             }
             PullEvent::Downloading { digest, size, .. } => {
-                println!("{}: downloading {}", digest.short(), human_bytes(size))
+                say!(
+                    self,
+                    "{}: downloading {}",
+                    digest.short(),
+                    human_bytes(size)
+                )
             }
             PullEvent::Progress { .. } | PullEvent::Extracting { .. } => {}
-            PullEvent::Verified { digest } => println!("{}: verified", digest.short()),
-            PullEvent::Extracted { digest } => println!("{}: pull complete", digest.short()),
+            PullEvent::Verified { digest } => say!(self, "{}: verified", digest.short()),
+            PullEvent::Extracted { digest } => say!(self, "{}: pull complete", digest.short()),
             PullEvent::Warning { digest, message } => {
                 eprintln!("warning: {}: {message}", digest.short())
             }
             PullEvent::Done { record } => {
-                println!("Digest: {}", record.manifest_digest);
-                println!(
+                say!(self, "Digest: {}", record.manifest_digest);
+                say!(
+                    self,
                     "{}",
                     status_line(self.downloaded.load(Ordering::Relaxed), &record.name)
                 );

@@ -224,7 +224,7 @@ async fn image(globals: &Globals, store: &Arc<Store>, args: &RunArgs) -> Result<
     let progress: Arc<dyn PullProgress> = if args.detach {
         Arc::new(Quiet)
     } else {
-        Arc::new(Lines::default())
+        Arc::new(Lines::on_stderr())
     };
     let options = super::pull::pull_options(None)?;
     farm_puller::pull::pull(store.clone(), &client, &source, &options, progress)
@@ -336,7 +336,9 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         })
         .collect();
     if args.tty && args.detach {
-        bail!("-t with -d is not supported yet: farm has no attach; run in the foreground or drop -t");
+        bail!(
+            "-t with -d is not supported yet: farm has no attach; run in the foreground or drop -t"
+        );
     }
     Ok(RunOptions {
         name: args.name.clone(),
@@ -391,7 +393,9 @@ fn parse_volume(text: &str) -> Result<BindMount> {
     let (source, target, mode) = match parts.as_slice() {
         [s, t] => (*s, *t, ""),
         [s, t, m] => (*s, *t, *m),
-        _ => bail!("invalid -v {text:?}: use HOST-PATH:CONTAINER-PATH[:ro] (farm has no named volumes)"),
+        _ => bail!(
+            "invalid -v {text:?}: use HOST-PATH:CONTAINER-PATH[:ro] (farm has no named volumes)"
+        ),
     };
     if !source.starts_with('/') {
         bail!("invalid -v {text:?}: the host path must be absolute (farm has no named volumes)");
@@ -449,12 +453,16 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "m" => 20,
         "g" => 30,
         "t" => 40,
-        _ => return Err(format!("invalid size {text:?}: use a number with k, m, g or t")),
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: use a number with k, m, g or t"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
         .map_err(|_| format!("invalid size {text:?}: use a number with k, m, g or t"))?;
-    if !(value >= 0.0) {
+    if value.is_nan() || value < 0.0 {
         return Err(format!("invalid size {text:?}"));
     }
     Ok((value * (1u64 << shift) as f64) as u64)

@@ -73,7 +73,9 @@ pub fn container_ranges(etc: &Path) -> Result<Vec<IdRange>, UsernsError> {
     let mut gids = entries(&subgid, SUBID_USER)?;
     if uids.is_empty() || gids.is_empty() {
         if !rustix::process::geteuid().is_root() {
-            return Err(UsernsError::NoSubids { etc: etc.to_owned() });
+            return Err(UsernsError::NoSubids {
+                etc: etc.to_owned(),
+            });
         }
         if uids.is_empty() {
             uids = vec![add_entry(&subuid)?];
@@ -105,7 +107,9 @@ pub fn container_ranges(etc: &Path) -> Result<Vec<IdRange>, UsernsError> {
         })
         .collect();
     if ranges.is_empty() {
-        return Err(UsernsError::NoSubids { etc: etc.to_owned() });
+        return Err(UsernsError::NoSubids {
+            etc: etc.to_owned(),
+        });
     }
     Ok(ranges)
 }
@@ -176,7 +180,7 @@ fn add_entry(path: &Path) -> Result<(u64, u64), UsernsError> {
     } else {
         "\n"
     };
-    write!(file, "{sep}{SUBID_USER}:{start}:{count}\n").map_err(io_err)?;
+    writeln!(file, "{sep}{SUBID_USER}:{start}:{count}").map_err(io_err)?;
     eprintln!(
         "farm: added {SUBID_USER}:{start}:{count} to {} (the id ranges of containers' user namespaces)",
         path.display()
