@@ -55,10 +55,14 @@ fn assert_recovers(farm: &RunFarm, id: &str) {
             farm.ps(true)
         );
     }
+    // A crash leaves a state the next command repairs: keep giving farm that next command.
     wait_for(
         "nothing to be left",
         SETTLE,
-        || farm.leftovers(id).is_empty().then_some(()),
+        || {
+            farm.ps(true);
+            farm.leftovers(id).is_empty().then_some(())
+        },
         || format!("{:#?}", farm.leftovers(id)),
     );
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::json;
 
 use crate::support::containers::{
-    mounts_under, probe_image_layers, probe_image_with, RunFarm, START_LIMIT,
+    key_values, mounts_under, probe_image_layers, probe_image_with, RunFarm, START_LIMIT,
 };
 use crate::support::images::{busybox_layer, Image, LayerBuilder};
 use crate::support::Run;
@@ -89,17 +89,25 @@ fn entrypoint_and_cmd_combine_as_docker() {
     }
 }
 
-/// `uid gid {groups}` as the container's `id` prints them.
+/// `(uid, gid, groups)` of the probe's `status` (effective ids; groups are the
+/// supplementary groups plus the gid, as `id -G` shows them). Read from /proc, not through
+/// the image's /etc/passwd, which hostile images make unreadable.
 fn ids(run: &Run) -> (u32, u32, BTreeSet<u32>) {
-    let fields: Vec<u32> = out(run)
-        .split_whitespace()
-        .map(|f| {
-            f.parse()
-                .unwrap_or_else(|_| panic!("not an id {f:?}: {run:#?}"))
-        })
-        .collect();
-    assert!(fields.len() >= 2, "uid gid groups...: {run:#?}");
-    (fields[0], fields[1], fields[2..].iter().copied().collect())
+    let facts = key_values(&run.stdout);
+    let field = |key: &str, n: usize| -> u32 {
+        facts
+            .get(key)
+            .and_then(|v| v.split_whitespace().nth(n))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in probe status: {run:#?}"))
+    };
+    let (uid, gid) = (field("Uid", 1), field("Gid", 1));
+    let mut groups: BTreeSet<u32> = facts
+        .get("Groups")
+        .map(|v| v.split_whitespace().map(|g| g.parse().unwrap()).collect())
+        .unwrap_or_default();
+    groups.insert(gid);
+    (uid, gid, groups)
 }
 
 #[test]
@@ -109,7 +117,7 @@ fn user_forms_resolve_like_docker() {
     else {
         return;
     };
-    let show = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"];
+    let show = ["/probe", "status"];
     // /etc/group of the probe image: user (1000) is also in staff (50) and extra (2000).
     let user_groups: &[u32] = &[1000, 50, 2000];
     let cases: &[(Args, &str, u32, u32, Option<Groups>)] = &[
@@ -515,13 +523,7 @@ fn hostile_passwd_and_group_links_stay_inside() {
     ]) else {
         return;
     };
-    // Not `id`: it reads the image's /etc/passwd itself, and /dev/zero never ends (as under
-    // docker). The kernel's view of the process is what farm decided.
-    let show = [
-        "sh",
-        "-c",
-        "s=/proc/self/status; g=$(grep ^Gid: $s | cut -f2); echo $(grep ^Uid: $s | cut -f2) $g $g $(grep ^Groups: $s | cut -f2)",
-    ];
+    let show = ["/probe", "status"];
     let ok_or_refused = |run: &Run, what: &str| {
         assert!(
             run.code == 0 || run.code == 125,

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -307,6 +308,9 @@ impl RunFarm {
             return None;
         }
         let farm = Farm::new();
+        // A container's root is an unprivileged host uid that must pass through every
+        // folder above the farm root (farm refuses a root it could not reach).
+        std::fs::set_permissions(farm.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let layout = farm.dir.path().join("layout");
         let probe = probe_image();
         let mut all: Vec<(&str, &Image)> = vec![("probe", &probe)];
