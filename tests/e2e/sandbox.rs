@@ -63,6 +63,26 @@ fn uid_map_is_a_private_unprivileged_range() {
     assert_eq!((g_inside, g_count), (0, 65536), "{run:#?}");
     assert!(g_base >= 65536, "{run:#?}");
 
+    // The range is one farm owns on this host: inside a `farm:START:COUNT` entry of
+    // /etc/subuid (and /etc/subgid for the gids).
+    for (file, first) in [("/etc/subuid", base), ("/etc/subgid", g_base)] {
+        let entries = std::fs::read_to_string(file).unwrap_or_default();
+        let owned = entries.lines().any(|line| {
+            let f: Vec<&str> = line.trim().split(':').collect();
+            let (Some(start), Some(len)) = (
+                f.get(1).and_then(|v| v.parse::<u64>().ok()),
+                f.get(2).and_then(|v| v.parse::<u64>().ok()),
+            ) else {
+                return false;
+            };
+            f[0] == "farm" && start <= first && first + 65536 <= start + len
+        });
+        assert!(
+            owned,
+            "{first}..+65536 is not in a farm: entry of {file}:\n{entries}"
+        );
+    }
+
     let inspect = farm.inspect("mapped");
     assert_eq!(inspect["IdMap"]["Uid"], base, "{inspect:#}");
     assert_eq!(inspect["IdMap"]["Gid"], g_base, "{inspect:#}");
