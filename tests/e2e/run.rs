@@ -641,3 +641,28 @@ fn image_with_symlinked_proc_dev_sys_still_runs_and_host_is_untouched() {
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(out(&run), "ran", "{run:#?}");
 }
+
+#[test]
+fn tty_gives_the_container_a_terminal_and_keeps_the_exit_code() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    // `script` (util-linux) gives farm a terminal of its own, as a user's shell would.
+    let line = format!(
+        "{} --root {} run --rm -t {} sh -c 'tty; exit 5'",
+        env!("CARGO_BIN_EXE_farm"),
+        farm.root().display(),
+        farm.probe()
+    );
+    let mut script = std::process::Command::new("script");
+    script.args(["-eqc", &line, "/dev/null"]);
+    let run = crate::support::containers::run_deadline(script, START_LIMIT * 3);
+    assert_eq!(
+        run.code, 5,
+        "the container's code through the pty: {run:#?}"
+    );
+    assert!(
+        run.stdout.contains("/dev/pts/"),
+        "the container's stdin is a pty: {run:#?}"
+    );
+}
