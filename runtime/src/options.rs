@@ -52,6 +52,22 @@ pub struct RunOptions {
     /// `--timeout`: the job is killed when it runs past this.
     #[serde(with = "opt_duration_secs")]
     pub timeout: Option<Duration>,
+    pub gpu: GpuOptions,
+}
+
+/// `--gpus`, `--gpu-share`, `--device` (CDI) and where the driver is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GpuOptions {
+    /// `--gpus` as typed (docker's syntax: `all`, `2`, `device=0,2`, `device=GPU-…`).
+    pub gpus: Option<String>,
+    /// `--gpu-share`: the GPUs may also be given to other containers that share.
+    pub share: bool,
+    /// `--device` names of CDI devices (`nvidia.com/gpu=0`).
+    pub cdi_devices: Vec<String>,
+    /// Root of the host tree the NVIDIA driver is looked for in (`/`); tests point it at a
+    /// fake driver tree (hidden `--driver-root`).
+    pub driver_root: Option<PathBuf>,
 }
 
 /// cgroup limits.

@@ -32,6 +32,8 @@ pub enum StateError {
     NotFound(String),
     #[error("{prefix:?} matches several containers ({ids}): give more of the id")]
     Ambiguous { prefix: String, ids: String },
+    #[error("{0}")]
+    GpuBusy(String),
     #[error("no free user-namespace range: all {slots} ranges of 65,536 ids in /etc/subuid are taken by containers; remove some (`farm ps -a`, `farm rm`) or give user `farm` a larger range")]
     RangesExhausted { slots: u32 },
 }
@@ -110,6 +112,20 @@ pub struct ContainerRecord {
     pub exit: Option<Exit>,
 }
 
+/// The GPUs a new container asks for, by the ids the GPU module gives them (UUIDs).
+/// Leases are taken in the insert's transaction: a GPU leased exclusively to a container
+/// that is not exited is given to no other, and a GPU leased shared to one is given only to
+/// others that share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GpuClaim {
+    /// The candidates, in the order to prefer them.
+    pub candidates: Vec<String>,
+    /// `Some(n)`: any `n` free candidates (`--gpus N`); `None`: every candidate.
+    pub count: Option<usize>,
+    /// `--gpu-share`: share with other sharing containers.
+    pub shared: bool,
+}
+
 /// The state store of one farm root.
 pub struct StateStore {
     path: PathBuf,
@@ -132,6 +148,13 @@ CREATE TABLE IF NOT EXISTS containers (
     started_at  TEXT,
     finished_at TEXT,
     exit        TEXT
+);
+CREATE TABLE IF NOT EXISTS gpu_leases (
+    container_id TEXT NOT NULL,
+    gpu          TEXT NOT NULL,
+    position     INTEGER NOT NULL,
+    shared       INTEGER NOT NULL,
+    PRIMARY KEY (container_id, gpu)
 );
 ";
 
@@ -173,6 +196,18 @@ impl StateStore {
         record: &ContainerRecord,
         ranges: &[IdRange],
     ) -> Result<IdRange, StateError> {
+        self.insert_with_gpus(record, ranges, None)
+            .map(|(range, _)| range)
+    }
+
+    /// [`StateStore::insert`] that also leases GPUs for the container (see [`GpuClaim`]);
+    /// returns the id range and the leased GPUs in order.
+    pub fn insert_with_gpus(
+        &mut self,
+        record: &ContainerRecord,
+        ranges: &[IdRange],
+        claim: Option<&GpuClaim>,
+    ) -> Result<(IdRange, Vec<String>), StateError> {
         let path = self.path.clone();
         let sql = move |source| StateError::Sql {
             path: path.clone(),
@@ -250,8 +285,77 @@ impl StateStore {
             }
             other => sql(other),
         })?;
+        let mut leased = Vec::new();
+        if let Some(claim) = claim {
+            let active: Vec<(String, bool, String)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT l.gpu, l.shared, c.name FROM gpu_leases l JOIN containers c ON c.id = l.container_id WHERE c.status != 'exited'",
+                    )
+                    .map_err(&sql)?;
+                let rows = stmt
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get::<_, i64>(1)? != 0, row.get(2)?))
+                    })
+                    .map_err(&sql)?;
+                rows.collect::<Result<_, _>>().map_err(&sql)?
+            };
+            let holder = |gpu: &str| {
+                active
+                    .iter()
+                    .find(|(g, shared, _)| g == gpu && !(claim.shared && *shared))
+                    .map(|(_, _, name)| name.clone())
+            };
+            match claim.count {
+                Some(n) => {
+                    leased = claim
+                        .candidates
+                        .iter()
+                        .filter(|g| holder(g).is_none())
+                        .take(n)
+                        .cloned()
+                        .collect();
+                    if leased.len() < n {
+                        return Err(StateError::GpuBusy(format!(
+                            "{n} GPU(s) asked for, {} free of {}: the others are leased to running containers (`farm ps`); wait for them, or pass --gpu-share to share with containers that share",
+                            leased.len(),
+                            claim.candidates.len()
+                        )));
+                    }
+                }
+                None => {
+                    for gpu in &claim.candidates {
+                        if let Some(name) = holder(gpu) {
+                            return Err(StateError::GpuBusy(format!(
+                                "GPU {gpu} is leased to running container {name}: wait for it (`farm wait {name}`), choose another GPU, or pass --gpu-share if both may share it"
+                            )));
+                        }
+                    }
+                    leased = claim.candidates.clone();
+                }
+            }
+            for (position, gpu) in leased.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO gpu_leases (container_id, gpu, position, shared) VALUES (?1, ?2, ?3, ?4)",
+                    params![record.id, gpu, position as i64, claim.shared],
+                )
+                .map_err(&sql)?;
+            }
+        }
         tx.commit().map_err(&sql)?;
-        Ok(range)
+        Ok((range, leased))
+    }
+
+    /// The GPUs leased to a container, in order.
+    pub fn gpus(&self, id: &str) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT gpu FROM gpu_leases WHERE container_id = ?1 ORDER BY position")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![id], |row| row.get(0))
+            .map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
     }
 
     /// Every container, oldest first.
@@ -339,6 +443,12 @@ impl StateStore {
 
     /// Forget the container (its id range becomes free).
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "DELETE FROM gpu_leases WHERE container_id = ?1",
+                params![id],
+            )
+            .map_err(self.sql())?;
         self.db
             .execute("DELETE FROM containers WHERE id = ?1", params![id])
             .map_err(self.sql())?;
@@ -484,6 +594,73 @@ mod tests {
         store.remove("aa11").unwrap();
         let c = store.insert(&record("cc33", "three"), &ranges(2)).unwrap();
         assert_eq!(c, a, "a freed range is reused");
+    }
+
+    #[test]
+    fn gpus_are_leased_exclusively_unless_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StateStore::open(dir.path()).unwrap();
+        let gpus = vec!["GPU-a".to_owned(), "GPU-b".to_owned()];
+        let claim = |count, shared| GpuClaim {
+            candidates: gpus.clone(),
+            count,
+            shared,
+        };
+        let (_, first) = store
+            .insert_with_gpus(
+                &record("c1", "one"),
+                &ranges(9),
+                Some(&claim(Some(1), false)),
+            )
+            .unwrap();
+        assert_eq!(first, ["GPU-a"]);
+        let (_, second) = store
+            .insert_with_gpus(
+                &record("c2", "two"),
+                &ranges(9),
+                Some(&claim(Some(1), false)),
+            )
+            .unwrap();
+        assert_eq!(second, ["GPU-b"], "--gpus 1 picks a free one");
+        let err = store
+            .insert_with_gpus(
+                &record("c3", "three"),
+                &ranges(9),
+                Some(&claim(Some(1), false)),
+            )
+            .unwrap_err();
+        assert!(matches!(err, StateError::GpuBusy(_)), "{err}");
+        let err = store
+            .insert_with_gpus(&record("c3", "three"), &ranges(9), Some(&claim(None, true)))
+            .unwrap_err();
+        assert!(
+            matches!(err, StateError::GpuBusy(_)),
+            "sharing needs the holder to share too: {err}"
+        );
+        assert!(
+            store.get("three").is_err(),
+            "a refused claim inserts nothing"
+        );
+        store.set_exited("c1", &Exit::default(), "now").unwrap();
+        let (_, third) = store
+            .insert_with_gpus(
+                &record("c3", "three"),
+                &ranges(9),
+                Some(&claim(Some(1), true)),
+            )
+            .unwrap();
+        assert_eq!(third, ["GPU-a"], "an exited container's GPU is free again");
+        let (_, fourth) = store
+            .insert_with_gpus(
+                &record("c4", "four"),
+                &ranges(9),
+                Some(&claim(Some(1), true)),
+            )
+            .unwrap();
+        assert_eq!(fourth, ["GPU-a"], "shared with a sharing holder");
+        assert_eq!(store.gpus("c4").unwrap(), ["GPU-a"]);
+        store.remove("c4").unwrap();
+        assert!(store.gpus("c4").unwrap().is_empty());
     }
 
     #[test]

@@ -121,6 +121,18 @@ pub struct RunArgs {
     /// Drop a Linux capability (or ALL)
     #[arg(long = "cap-drop")]
     cap_drop: Vec<String>,
+    /// GPUs: all, a count (2), or device=0,2 / device=GPU-UUID
+    #[arg(long)]
+    gpus: Option<String>,
+    /// Let the GPUs also go to other containers started with --gpu-share
+    #[arg(long = "gpu-share")]
+    gpu_share: bool,
+    /// A CDI device (nvidia.com/gpu=0) from the specs in /etc/cdi and /var/run/cdi
+    #[arg(long = "device")]
+    device: Vec<String>,
+    /// Look for the NVIDIA driver under this folder instead of / (for tests)
+    #[arg(long = "driver-root", hide = true, env = "FARM_DRIVER_ROOT")]
+    driver_root: Option<PathBuf>,
 
     /// Image: NAME[:TAG|@DIGEST], an image ID, oci:PATH[:TAG] or docker-archive:PATH
     image: String,
@@ -380,6 +392,12 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         stop_timeout: args.stop_timeout,
         labels,
         timeout: args.timeout,
+        gpu: farm_runtime::options::GpuOptions {
+            gpus: args.gpus.clone(),
+            share: args.gpu_share,
+            cdi_devices: args.device.clone(),
+            driver_root: args.driver_root.clone(),
+        },
     })
 }
 
