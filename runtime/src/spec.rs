@@ -10,6 +10,7 @@
 //! - [`exec`]: [`check_executable`], so the CLI can exit 126/127 as docker.
 
 mod exec;
+pub mod extras;
 mod files;
 mod mounts;
 mod process;

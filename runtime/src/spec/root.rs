@@ -227,6 +227,35 @@ impl Root {
         Ok(join(&parent_path, name))
     }
 
+    /// Make a symlink `path -> target` inside the root: parents are made (symlinks followed
+    /// inside the root), and a symlink or file already holding the name is replaced (never
+    /// a folder). Returns the in-root path of the link.
+    pub(crate) fn make_symlink(&self, path: &str, target: &str) -> io::Result<String> {
+        let (parent, name) = split(path);
+        let parent = self.make_dirs(parent)?;
+        let parent_path = self.path_of(parent.as_fd())?;
+        match rfs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    format!("{} is a folder in the image", join(&parent_path, name)),
+                ))
+            }
+            Ok(_) => rfs::unlinkat(&parent, name, AtFlags::empty())?,
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        rfs::symlinkat(target, &parent, name)?;
+        rfs::chownat(
+            &parent,
+            name,
+            Some(Uid::from_raw(self.owner.0)),
+            Some(Gid::from_raw(self.owner.1)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(join(&parent_path, name))
+    }
+
     /// Make sure a file can be bind-mounted at `path`, following every symlink inside
     /// the root (docker's semantics for `-v` targets; a dangling one leads to a new empty
     /// file). Returns the in-root path.
