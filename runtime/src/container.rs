@@ -37,13 +37,14 @@ pub fn create(
     stdio: Option<Stdio>,
     console_socket: Option<PathBuf>,
     filters: Vec<BpfProgram>,
+    ldconfig: bool,
 ) -> Result<Created, RuntimeError> {
     std::fs::create_dir_all(run_root).map_err(|source| RuntimeError::Path {
         path: run_root.to_owned(),
         source,
     })?;
     let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
-        .with_executor(FarmExecutor { filters })
+        .with_executor(FarmExecutor { filters, ldconfig })
         .with_root_path(run_root)
         .map_err(lc("state folder"))?
         .with_console_socket(console_socket);

@@ -353,6 +353,7 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
     let filters = seccomp::filters(&record.options.security.seccomp, &caps)
         .map_err(Failure::farm)?
         .unwrap_or_default();
+    let ldconfig = false;
     spec.save(dir.join("config.json"))
         .map_err(|e| Failure::farm(format!("writing the container spec: {e}")))?;
 
@@ -390,6 +391,7 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
         stdio,
         console.as_ref().map(|(path, _)| path.clone()),
         filters,
+        ldconfig,
     )
     .map_err(Failure::farm)?;
     let pid = created

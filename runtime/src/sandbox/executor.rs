@@ -16,6 +16,42 @@ pub struct FarmExecutor {
     /// From [`super::seccomp::filters`], installed in that order right before exec; empty
     /// for `seccomp=unconfined`.
     pub filters: Vec<BpfProgram>,
+    /// Refresh the container's ld cache first (host libraries were bind-mounted in, e.g. a
+    /// GPU driver's): the image's own ldconfig runs in the container's sandbox (after
+    /// pivot_root, with the seccomp filter and the container's user), with an empty
+    /// environment; never a host ldconfig over container paths.
+    pub ldconfig: bool,
+}
+
+/// Where images keep ldconfig.
+const LDCONFIG: &[&str] = &["/sbin/ldconfig", "/usr/sbin/ldconfig"];
+
+/// Run the image's ldconfig as a child of the container's init and wait for it. Failure
+/// is not fatal (a non-root container user cannot write /etc/ld.so.cache; the libraries
+/// are still found in the standard folders).
+#[allow(unsafe_code)]
+fn run_ldconfig() {
+    let Some(path) = LDCONFIG
+        .iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .and_then(|p| std::ffi::CString::new(*p).ok())
+    else {
+        return;
+    };
+    // SAFETY: the container's init is single-threaded (libcontainer forked it), so the
+    // child may run any code; it only calls execve and _exit.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let env: [&std::ffi::CStr; 0] = [];
+            let _ = nix::unistd::execve(&path, &[path.as_c_str()], &env);
+            // SAFETY: _exit skips the parent's atexit handlers in the forked child.
+            unsafe { libc::_exit(127) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+        Err(_) => {}
+    }
 }
 
 impl Executor for FarmExecutor {
@@ -27,6 +63,9 @@ impl Executor for FarmExecutor {
                      prctl and seccomp"
             ))
         })?;
+        if self.ldconfig {
+            run_ldconfig();
+        }
         DefaultExecutor {}.exec(spec)
     }
 
