@@ -152,34 +152,31 @@ fn discover_inner() -> Discovery {
     }
 }
 
+/// How [`Nvidia::error`] begins when no driver library could be loaded.
+pub const NO_DRIVER: &str = "no NVIDIA driver found";
+
 /// NVML, from the first library candidate that loads and initializes.
 fn init() -> Result<Nvml, String> {
-    let mut last: Option<(&str, NvmlError)> = None;
+    let mut first: Option<NvmlError> = None;
     for candidate in LIBRARY_CANDIDATES {
         match Nvml::builder().lib_path(OsStr::new(candidate)).init() {
             Ok(nvml) => return Ok(nvml),
             // A library that loads but fails to start is the real answer: a driver is
             // installed but not usable (module not loaded, no permission, mismatch).
             Err(e) if !matches!(e, NvmlError::LibloadingError(_)) => {
-                return Err(format!("the NVIDIA driver is installed but NVML failed: {e}"));
+                return Err(format!(
+                    "the NVIDIA driver is installed but NVML cannot start: {e}"
+                ));
             }
-            Err(e) => last = Some((candidate, e)),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
         }
     }
-    Err(match last {
-        Some((_, e)) => format!(
-            "no NVIDIA driver found (libnvidia-ml.so.1 cannot be loaded: {})",
-            loading_reason(&e)
-        ),
-        None => "no NVIDIA driver found".to_owned(),
+    Err(match first {
+        Some(NvmlError::LibloadingError(e)) => format!("{NO_DRIVER}: {e}"),
+        _ => NO_DRIVER.to_owned(),
     })
-}
-
-fn loading_reason(error: &NvmlError) -> String {
-    match error {
-        NvmlError::LibloadingError(inner) => inner.to_string(),
-        other => other.to_string(),
-    }
 }
 
 /// `12040` -> `12.4`
