@@ -184,7 +184,7 @@ pub fn parse_cpuinfo(text: &str) -> Cpu {
     Cpu {
         model: model.or(fallback_model),
         logical_cores: (logical > 0).then_some(logical),
-        physical_cores: (!cores.is_empty()).then(|| cores.len() as u32),
+        physical_cores: (!cores.is_empty()).then_some(cores.len() as u32),
         available_cores: None,
     }
 }
@@ -246,8 +246,8 @@ fn kind_of(version: CgroupVersion, unified_mounted: bool) -> CgroupKind {
 }
 
 fn sandbox(kernel: Option<&str>) -> Sandbox {
-    let max_user_namespaces = read("/proc/sys/user/max_user_namespaces")
-        .and_then(|text| text.trim().parse::<u64>().ok());
+    let max_user_namespaces =
+        read("/proc/sys/user/max_user_namespaces").and_then(|text| text.trim().parse::<u64>().ok());
     let version = kernel.and_then(kernel_version);
     let at_least = |wanted: (u32, u32)| version.is_some_and(|v| v >= wanted);
     let seccomp_actions: Vec<String> = read("/proc/sys/kernel/seccomp/actions_avail")
