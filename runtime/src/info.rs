@@ -4,7 +4,7 @@
 //! Nothing here fails: a fact that cannot be read is `None` (`null` in JSON). The parsers
 //! take the text of `/proc` files so that tests feed them fixtures.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -26,7 +26,12 @@ use crate::gpu::nvml::{self, Gpu, Nvidia};
 ///   idmapped_overlay_layers, idmapped_from, overlayfs, seccomp, seccomp_actions}`: the
 ///   idmapped answers come from the kernel version (5.12 for idmapped mounts, 5.19 for
 ///   idmapped overlay layers), not a probe, and `idmapped_from` says so (`"kernel_version"`);
-/// - `gpus`: one object per NVIDIA GPU (see [`Gpu`]), `[]` without a driver;
+/// - `gpus`: one object per NVIDIA GPU, `[]` without a driver: `{index, uuid, name,
+///   memory_total_bytes, driver_version, cuda_version, pci_bus_id, minor_number,
+///   mig_mode_current, mig_mode_pending, mig_instances, power_limit_milliwatts,
+///   temperature_celsius, total_energy_millijoules, error}`, MIG modes `"enabled"` /
+///   `"disabled"` (`null` without MIG), `mig_instances` a list of `{index, uuid, name,
+///   memory_total_bytes}` (see [`Gpu`]);
 /// - `nvidia`: `{driver, cuda, error}` (see [`Nvidia`]); `driver` is `null` and `error` says
 ///   why when no NVIDIA driver is found.
 #[derive(Debug, Clone, Serialize)]
@@ -57,8 +62,8 @@ pub struct Memory {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Disk {
-    /// The folder whose file system was measured.
-    pub path: PathBuf,
+    /// The folder whose file system was measured (lossy UTF-8, so JSON never fails).
+    pub path: String,
     pub free_bytes: Option<u64>,
     pub total_bytes: Option<u64>,
 }
@@ -214,16 +219,16 @@ fn disk(root: &Path) -> Disk {
     let path = root
         .ancestors()
         .find(|dir| dir.exists())
-        .unwrap_or(Path::new("/"))
-        .to_path_buf();
-    match rustix::fs::statvfs(&path) {
+        .unwrap_or(Path::new("/"));
+    let measured = path.to_string_lossy().into_owned();
+    match rustix::fs::statvfs(path) {
         Ok(stat) => Disk {
             free_bytes: stat.f_bavail.checked_mul(stat.f_frsize),
             total_bytes: stat.f_blocks.checked_mul(stat.f_frsize),
-            path,
+            path: measured,
         },
         Err(_) => Disk {
-            path,
+            path: measured,
             ..Disk::default()
         },
     }

@@ -87,7 +87,7 @@ fn render(info: &HostInfo) -> String {
                 "{} free of {} under {}",
                 bytes(info.disk.free_bytes),
                 bytes(info.disk.total_bytes),
-                info.disk.path.display()
+                info.disk.path
             ),
         ),
         ("Kernel", or_unknown(info.kernel.as_ref())),

@@ -26,7 +26,7 @@ CPU implementer\t: 0x41\n\nprocessor\t: 1\nBogoMIPS\t: 48.00\n\nHardware\t: BCM2
 const MEMINFO: &str = "MemTotal:       16318480 kB\nMemFree:         1234567 kB\n\
 MemAvailable:   12000000 kB\nBuffers:          100000 kB\nHugePages_Total:       0\n";
 
-fn fixture(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+fn fixture(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -120,7 +120,7 @@ fn hybrid_is_v1_with_a_unified_mount() {
 fn disk_of_a_root_not_made_yet_measures_its_parent() {
     let dir = tempfile::tempdir().unwrap();
     let disk = disk(&dir.path().join("not/made/yet"));
-    assert_eq!(disk.path, dir.path());
+    assert_eq!(disk.path, dir.path().to_str().unwrap());
     let (free, total) = (disk.free_bytes.unwrap(), disk.total_bytes.unwrap());
     assert!(total > 0 && free <= total, "{free} of {total}");
 }
