@@ -2,6 +2,7 @@
 
 mod containers;
 mod images;
+mod info;
 mod login;
 mod progress;
 mod prune;
@@ -67,6 +68,8 @@ enum Command {
     Wait(containers::WaitArgs),
     /// Show a container's output
     Logs(containers::LogsArgs),
+    /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
+    Info(info::InfoArgs),
     /// The per-container monitor (internal)
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorCliArgs),
@@ -109,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::run(&globals, args),
         Command::Login(args) => login::login(&globals, args).await,
         Command::Logout(args) => login::logout(&globals, args),
+        Command::Info(args) => info::run(&globals, args),
     }
 }
 

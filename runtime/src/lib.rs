@@ -11,6 +11,8 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod gpu;
+pub mod info;
 pub mod layout;
 pub mod lifecycle;
 pub mod logs;

@@ -1,0 +1,3 @@
+//! NVIDIA GPUs: discovery through NVML ([`nvml`]). Only this module knows about NVIDIA.
+
+pub mod nvml;

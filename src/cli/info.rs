@@ -1,0 +1,234 @@
+//! `farm info`
+
+use anyhow::Result;
+use clap::Args;
+use farm_runtime::gpu::nvml::{Gpu, NO_DRIVER};
+use farm_runtime::info::HostInfo;
+
+use super::progress::human_bytes;
+use super::Globals;
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Print one JSON object (keys documented in `farm_runtime::info::HostInfo`)
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(globals: &Globals, args: InfoArgs) -> Result<u8> {
+    let info = farm_runtime::info::collect(&globals.root);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print!("{}", render(&info));
+    }
+    Ok(0)
+}
+
+const UNKNOWN: &str = "unknown";
+
+fn or_unknown<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| UNKNOWN.to_owned(), |v| v.to_string())
+}
+
+fn bytes(value: Option<u64>) -> String {
+    value.map_or_else(|| UNKNOWN.to_owned(), human_bytes)
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// `key: value` lines with the values aligned, each line prefixed by `indent`.
+fn aligned(indent: &str, lines: &[(String, String)]) -> String {
+    let width = lines.iter().map(|(key, _)| key.len()).max().unwrap_or(0) + 1;
+    lines
+        .iter()
+        .map(|(key, value)| format!("{indent}{:<width$} {value}\n", format!("{key}:")))
+        .collect()
+}
+
+fn render(info: &HostInfo) -> String {
+    let sandbox = &info.sandbox;
+    let seccomp = match (sandbox.seccomp, sandbox.seccomp_actions.is_empty()) {
+        (true, false) => format!("yes ({})", sandbox.seccomp_actions.join(" ")),
+        (seccomp, _) => yes_no(seccomp).to_owned(),
+    };
+    let cgroups = match info.cgroup_version.as_str() {
+        "hybrid" => "hybrid (v1 controllers beside an empty v2 hierarchy; used as v1)".to_owned(),
+        other => other.to_owned(),
+    };
+    let host: Vec<(String, String)> = [
+        ("CPU", or_unknown(info.cpu.model.as_ref())),
+        (
+            "CPU cores",
+            format!(
+                "{} logical, {} physical, {} available",
+                or_unknown(info.cpu.logical_cores),
+                or_unknown(info.cpu.physical_cores),
+                or_unknown(info.cpu.available_cores)
+            ),
+        ),
+        (
+            "Memory",
+            format!(
+                "{} total, {} available",
+                bytes(info.memory.total_bytes),
+                bytes(info.memory.available_bytes)
+            ),
+        ),
+        (
+            "Disk",
+            format!(
+                "{} free of {} under {}",
+                bytes(info.disk.free_bytes),
+                bytes(info.disk.total_bytes),
+                info.disk.path
+            ),
+        ),
+        ("Kernel", or_unknown(info.kernel.as_ref())),
+        ("Cgroups", cgroups),
+        (
+            "User namespaces",
+            match sandbox.max_user_namespaces {
+                Some(max) => format!("{} (max {max})", yes_no(sandbox.user_namespaces)),
+                None => yes_no(sandbox.user_namespaces).to_owned(),
+            },
+        ),
+        (
+            "Idmapped mounts",
+            format!(
+                "{} (kernel >= 5.12; from the kernel version, not probed)",
+                yes_no(sandbox.idmapped_mounts)
+            ),
+        ),
+        (
+            "Idmapped overlay",
+            format!(
+                "{} (kernel >= 5.19; from the kernel version, not probed)",
+                yes_no(sandbox.idmapped_overlay_layers)
+            ),
+        ),
+        ("Overlayfs", yes_no(sandbox.overlayfs).to_owned()),
+        ("Seccomp", seccomp),
+        (
+            "NVIDIA driver",
+            match (&info.nvidia.driver, &info.nvidia.cuda) {
+                (Some(driver), Some(cuda)) => format!("{driver} (CUDA {cuda})"),
+                (Some(driver), None) => driver.clone(),
+                (None, _) => "none".to_owned(),
+            },
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect();
+    let mut out = aligned("", &host);
+    out.push('\n');
+    out.push_str(&render_gpus(info));
+    out
+}
+
+fn render_gpus(info: &HostInfo) -> String {
+    let mut out = String::new();
+    if info.gpus.is_empty() {
+        match info.nvidia.error.as_deref() {
+            Some(error) if info.nvidia.driver.is_none() && error.starts_with(NO_DRIVER) => {
+                out.push_str(&format!("GPUs: none ({NO_DRIVER})\n"));
+                let detail = error[NO_DRIVER.len()..].trim_start_matches(':').trim();
+                if !detail.is_empty() {
+                    out.push_str(&format!("  {detail}\n"));
+                }
+            }
+            Some(error) => out.push_str(&format!("GPUs: none ({error})\n")),
+            None => out.push_str("GPUs: none\n"),
+        }
+        return out;
+    }
+    out.push_str(&format!("GPUs: {}\n", info.gpus.len()));
+    if let Some(error) = &info.nvidia.error {
+        out.push_str(&format!("  ({error})\n"));
+    }
+    for gpu in &info.gpus {
+        out.push_str(&format!("GPU {}:\n", gpu.index));
+        out.push_str(&aligned("  ", &gpu_lines(gpu)));
+    }
+    out
+}
+
+fn gpu_lines(gpu: &Gpu) -> Vec<(String, String)> {
+    if let Some(error) = &gpu.error {
+        return vec![("Error".to_owned(), error.clone())];
+    }
+    let mig = |mode: Option<farm_runtime::gpu::nvml::MigMode>| {
+        mode.map_or("not supported", |mode| mode.as_str())
+    };
+    let mut lines = vec![
+        ("Name", or_unknown(gpu.name.as_ref())),
+        ("UUID", or_unknown(gpu.uuid.as_ref())),
+        ("PCI bus id", or_unknown(gpu.pci_bus_id.as_ref())),
+        ("Memory", bytes(gpu.memory_total_bytes)),
+        ("Driver", or_unknown(gpu.driver_version.as_ref())),
+        ("CUDA", or_unknown(gpu.cuda_version.as_ref())),
+        (
+            "MIG mode",
+            format!(
+                "{} (pending: {})",
+                mig(gpu.mig_mode_current),
+                mig(gpu.mig_mode_pending)
+            ),
+        ),
+        (
+            "Power limit",
+            gpu.power_limit_milliwatts.map_or_else(
+                || UNKNOWN.to_owned(),
+                |mw| format!("{} W", f64::from(mw) / 1000.0),
+            ),
+        ),
+        (
+            "Temperature",
+            gpu.temperature_celsius
+                .map_or_else(|| UNKNOWN.to_owned(), |c| format!("{c} C")),
+        ),
+        (
+            "Energy",
+            gpu.total_energy_millijoules.map_or_else(
+                || "not supported".to_owned(),
+                |mj| format!("{:.1} kJ since the driver loaded", mj as f64 / 1e6),
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value))
+    .collect::<Vec<_>>();
+    for instance in &gpu.mig_instances {
+        lines.push((
+            format!("MIG {}", instance.index),
+            format!(
+                "{} {} ({})",
+                or_unknown(instance.uuid.as_ref()),
+                or_unknown(instance.name.as_ref()),
+                bytes(instance.memory_total_bytes)
+            ),
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_pads_keys_to_the_longest() {
+        let lines = vec![
+            ("A".to_owned(), "1".to_owned()),
+            ("Longer".to_owned(), "2".to_owned()),
+        ];
+        assert_eq!(aligned("  ", &lines), "  A:      1\n  Longer: 2\n");
+    }
+}
