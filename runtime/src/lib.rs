@@ -11,6 +11,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod gpu;
 pub mod layout;
 pub mod lifecycle;
 pub mod logs;

@@ -1,0 +1,8 @@
+//! NVIDIA GPUs for containers, without the NVIDIA container toolkit: [`request`] reads what a
+//! job asks for (`--gpus`, `NVIDIA_*` variables), [`driver`] finds the host's driver tree
+//! (device nodes, libraries, binaries, firmware), [`plan`] turns both into the exact devices,
+//! device cgroup rules, read-only mounts and symlinks a container gets.
+
+pub mod driver;
+pub mod plan;
+pub mod request;
