@@ -92,16 +92,25 @@ const LIB64_DIRS: &[&str] = &[
     "/usr/lib64",
     "/usr/local/nvidia/lib64",
 ];
-const LIB32_DIRS: &[&str] = &["/usr/lib/i386-linux-gnu", "/usr/lib32", "/usr/local/nvidia/lib"];
+const LIB32_DIRS: &[&str] = &[
+    "/usr/lib/i386-linux-gnu",
+    "/usr/lib32",
+    "/usr/local/nvidia/lib",
+];
 /// The driver's own folders, scanned even with an ld.so.cache (the lent GPU machines keep
 /// their driver there, outside the cache).
-const DRIVER_LIB_DIRS: &[(&str, bool)] =
-    &[("/usr/local/nvidia/lib64", false), ("/usr/local/nvidia/lib", true)];
+const DRIVER_LIB_DIRS: &[(&str, bool)] = &[
+    ("/usr/local/nvidia/lib64", false),
+    ("/usr/local/nvidia/lib", true),
+];
 
 /// Graphics and display files that are not libraries in the ld cache.
 const CONFIG_FILES: &[(Capability, &str)] = &[
     (Capability::Graphics, "/etc/vulkan/icd.d/nvidia_icd.json"),
-    (Capability::Graphics, "/usr/share/vulkan/icd.d/nvidia_icd.json"),
+    (
+        Capability::Graphics,
+        "/usr/share/vulkan/icd.d/nvidia_icd.json",
+    ),
     (
         Capability::Graphics,
         "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
@@ -196,8 +205,15 @@ pub struct DriverFile {
     pub host_path: PathBuf,
     /// A 32-bit library (injected with `compat32` only).
     pub lib32: bool,
-    /// Symlinks next to it on the host that lead to it (`libcuda.so.1`), names only.
-    pub links: Vec<String>,
+    /// Symlinks next to it on the host that lead to it (`libcuda.so.1`).
+    pub links: Vec<Link>,
+}
+
+/// A symlink in the folder of a driver file: `name -> target` as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Link {
+    pub name: String,
+    pub target: String,
 }
 
 /// Linux or WSL2.
@@ -211,7 +227,8 @@ pub enum Platform {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcDriver {
     pub version: Option<PathBuf>,
-    pub params: Option<PathBuf>,
+    /// The text of `params` (the container gets it with `ModifyDeviceFiles: 0`).
+    pub params: Option<String>,
     pub registry: Option<PathBuf>,
 }
 
@@ -249,7 +266,12 @@ impl DriverTree {
             });
         }
         let mut control = Vec::new();
-        for name in ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"] {
+        for name in [
+            "nvidiactl",
+            "nvidia-uvm",
+            "nvidia-uvm-tools",
+            "nvidia-modeset",
+        ] {
             if let Some(node) = char_device(root, &format!("/dev/{name}"))? {
                 control.push(node);
             }
@@ -321,7 +343,13 @@ impl DriverTree {
             files,
             proc_driver: ProcDriver {
                 version: proc_file("version"),
-                params: proc_file("params"),
+                params: match proc_file("params") {
+                    Some(path) => Some(
+                        fs::read_to_string(&path)
+                            .map_err(|source| GpuError::Io { path, source })?,
+                    ),
+                    None => None,
+                },
                 registry: proc_file("registry"),
             },
         })
@@ -529,7 +557,8 @@ fn discover_mig(
             })?;
         Ok(caps.get(&minor).cloned())
     };
-    let number = |name: &str, prefix: &str| -> Option<u32> { name.strip_prefix(prefix)?.parse().ok() };
+    let number =
+        |name: &str, prefix: &str| -> Option<u32> { name.strip_prefix(prefix)?.parse().ok() };
     let mut found = Vec::new();
     for gi_name in sorted_names(&host(root, &mig_dir))? {
         let Some(gi) = number(&gi_name, "gi") else {
@@ -646,7 +675,7 @@ fn driver_file(
 
 /// Names of the symlinks in the same folder that lead to the file (directly or through
 /// another such link): `libcuda.so.1 -> libcuda.so.550.54.15`, `libcuda.so -> libcuda.so.1`.
-fn links_to(root: &Path, path: &str) -> Vec<String> {
+fn links_to(root: &Path, path: &str) -> Vec<Link> {
     let Some((dir, name)) = path.rsplit_once('/') else {
         return Vec::new();
     };
@@ -661,17 +690,19 @@ fn links_to(root: &Path, path: &str) -> Vec<String> {
             let Ok(target) = fs::read_link(host(root, &format!("{dir}/{candidate}"))) else {
                 continue;
             };
-            let Some(target) = target.to_str() else {
+            let Some(raw) = target.to_str() else {
                 continue;
             };
-            let target = target.strip_prefix("./").unwrap_or(target);
+            let target = raw.strip_prefix("./").unwrap_or(raw);
             let target = target
                 .strip_prefix(&format!("{dir}/"))
                 .unwrap_or(target)
                 .to_string();
-            if targets.contains(&target) {
-                links.insert(candidate.clone());
-                targets.insert(candidate.clone());
+            if targets.contains(&target) && targets.insert(candidate.clone()) {
+                links.insert(Link {
+                    name: candidate.clone(),
+                    target: raw.to_string(),
+                });
             }
         }
         if links.len() == before {
@@ -868,8 +899,16 @@ pub(crate) mod tests {
     #[test]
     fn ld_cache_round_trip_and_arch_filter() {
         let bytes = ld_cache(&[
-            ("libcuda.so.1", "/usr/lib/x86_64-linux-gnu/libcuda.so.1", 0x0303),
-            ("libcuda.so.1", "/usr/lib/i386-linux-gnu/libcuda.so.1", 0x0003),
+            (
+                "libcuda.so.1",
+                "/usr/lib/x86_64-linux-gnu/libcuda.so.1",
+                0x0303,
+            ),
+            (
+                "libcuda.so.1",
+                "/usr/lib/i386-linux-gnu/libcuda.so.1",
+                0x0003,
+            ),
             ("libfoo.so.1", "/usr/libx32/libfoo.so.1", 0x0803),
             ("ld-linux.so.1", "/lib/ld-linux.so.1", 0x0001),
         ]);
