@@ -137,6 +137,16 @@ const CONFIG_FILES: &[(Capability, &str)] = &[
     ),
 ];
 
+/// IPC endpoints the toolkit also injects: (capability, path, kind).
+const IPC: &[(Capability, &str, FileKind)] = &[
+    (
+        Capability::Utility,
+        "/run/nvidia-persistenced/socket",
+        FileKind::Socket,
+    ),
+    (Capability::Compute, "/tmp/nvidia-mps", FileKind::Directory),
+];
+
 const WSL_LIB_DIR: &str = "/usr/lib/wsl/lib";
 const WSL_DRIVERS_DIR: &str = "/usr/lib/wsl/drivers";
 
@@ -190,8 +200,10 @@ pub enum FileKind {
     Binary,
     Firmware,
     Config,
-    /// A folder mounted whole (WSL2's driver store).
+    /// A folder mounted whole (WSL2's driver store, the MPS pipe folder).
     Directory,
+    /// A unix socket (nvidia-persistenced's); usable through a read-only bind.
+    Socket,
 }
 
 /// A driver file to bind-mount read-only at the same path.
@@ -314,6 +326,18 @@ impl DriverTree {
             if let Some(path) = resolve_in_root(root, path) {
                 if !files.iter().any(|f| f.path == path) {
                     files.push(driver_file(root, FileKind::Config, Some(*capability), path));
+                }
+            }
+        }
+        for (capability, path, kind) in IPC {
+            if let Some(path) = resolve_in_root(root, path) {
+                let meta = fs::metadata(host(root, &path));
+                let fits = meta.is_ok_and(|m| match kind {
+                    FileKind::Socket => m.file_type().is_socket(),
+                    _ => m.is_dir(),
+                });
+                if fits {
+                    files.push(driver_file(root, *kind, Some(*capability), path));
                 }
             }
         }
@@ -657,59 +681,58 @@ fn driver_file(
     capability: Option<Capability>,
     path: String,
 ) -> DriverFile {
-    let host_path = host(root, &path);
-    let links = if kind == FileKind::Library {
-        links_to(root, &path)
-    } else {
-        Vec::new()
-    };
     DriverFile {
         kind,
         capability,
+        host_path: host(root, &path),
         path,
-        host_path,
         lib32: false,
-        links,
+        links: Vec::new(),
     }
 }
 
-/// Names of the symlinks in the same folder that lead to the file (directly or through
-/// another such link): `libcuda.so.1 -> libcuda.so.550.54.15`, `libcuda.so -> libcuda.so.1`.
-fn links_to(root: &Path, path: &str) -> Vec<Link> {
-    let Some((dir, name)) = path.rsplit_once('/') else {
-        return Vec::new();
-    };
+/// The symlinks of a folder whose names are driver libraries' (`libcuda.so.1`), read once
+/// per folder: (name, target as written, target's name in the same folder).
+fn library_links(root: &Path, dir: &str) -> Vec<(String, String, String)> {
     let Ok(names) = sorted_names(&host(root, dir)) else {
         return Vec::new();
     };
-    let mut targets: BTreeSet<String> = BTreeSet::from([name.to_string()]);
-    let mut links = BTreeSet::new();
-    loop {
-        let before = links.len();
-        for candidate in &names {
-            let Ok(target) = fs::read_link(host(root, &format!("{dir}/{candidate}"))) else {
-                continue;
-            };
-            let Some(raw) = target.to_str() else {
-                continue;
-            };
-            let target = raw.strip_prefix("./").unwrap_or(raw);
-            let target = target
+    names
+        .into_iter()
+        .filter(|name| library_capability(name).is_some())
+        .filter_map(|name| {
+            let target = fs::read_link(host(root, &format!("{dir}/{name}"))).ok()?;
+            let raw = target.to_str()?.to_string();
+            let local = raw.strip_prefix("./").unwrap_or(&raw);
+            let local = local
                 .strip_prefix(&format!("{dir}/"))
-                .unwrap_or(target)
+                .unwrap_or(local)
                 .to_string();
-            if targets.contains(&target) && targets.insert(candidate.clone()) {
-                links.insert(Link {
-                    name: candidate.clone(),
-                    target: raw.to_string(),
+            Some((name, raw, local))
+        })
+        .collect()
+}
+
+/// The links that lead to `name`, directly or through another such link:
+/// `libcuda.so.1 -> libcuda.so.550.54.15`, `libcuda.so -> libcuda.so.1`.
+fn links_to(links: &[(String, String, String)], name: &str) -> Vec<Link> {
+    let mut targets: BTreeSet<&str> = BTreeSet::from([name]);
+    let mut found = BTreeSet::new();
+    loop {
+        let before = found.len();
+        for (link, raw, local) in links {
+            if targets.contains(local.as_str()) && targets.insert(link.as_str()) {
+                found.insert(Link {
+                    name: link.clone(),
+                    target: raw.clone(),
                 });
             }
         }
-        if links.len() == before {
+        if found.len() == before {
             break;
         }
     }
-    links.into_iter().collect()
+    found.into_iter().collect()
 }
 
 fn library_capability(file_name: &str) -> Option<Capability> {
@@ -786,6 +809,15 @@ fn discover_libraries(root: &Path, version: Option<&str>) -> Result<Vec<DriverFi
         files.push(file);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut listed: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
+    for file in &mut files {
+        if let Some((dir, name)) = file.path.rsplit_once('/') {
+            let links = listed
+                .entry(dir.to_string())
+                .or_insert_with(|| library_links(root, dir));
+            file.links = links_to(links, name);
+        }
+    }
     Ok(files)
 }
 

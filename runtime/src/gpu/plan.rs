@@ -586,6 +586,11 @@ mod tests {
         );
         write(r, "/lib/firmware/nvidia/535.104.05/gsp_ga10x.bin", "old fw");
         write(r, "/usr/share/vulkan/icd.d/nvidia_icd.json", "{}");
+        fs::create_dir_all(r.join("run/nvidia-persistenced")).unwrap();
+        let socket =
+            std::os::unix::net::UnixListener::bind(r.join("run/nvidia-persistenced/socket"));
+        drop(socket.expect("a unix socket in the fake tree"));
+        fs::create_dir_all(r.join("tmp/nvidia-mps")).unwrap();
         dir
     }
 
@@ -724,6 +729,8 @@ mod tests {
             "/usr/local/nvidia/lib64/libnvidia-nvvm.so.550.54.15",
             "/usr/bin/nvidia-smi",
             "/usr/bin/nvidia-cuda-mps-control",
+            "/run/nvidia-persistenced/socket",
+            "/tmp/nvidia-mps",
         ]);
         expected.extend(firmware());
         assert_eq!(mounts(r, &plan), expected);
@@ -868,6 +875,7 @@ mod tests {
         let mut expected = strings(&[
             "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15",
             "/usr/bin/nvidia-smi",
+            "/run/nvidia-persistenced/socket",
         ]);
         expected.extend(firmware());
         assert_eq!(mounts(r, &utility), expected);
@@ -883,6 +891,7 @@ mod tests {
             "/usr/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.550.54.15",
             "/usr/local/nvidia/lib64/libnvidia-nvvm.so.550.54.15",
             "/usr/bin/nvidia-cuda-mps-control",
+            "/tmp/nvidia-mps",
         ]);
         expected.extend(firmware());
         assert_eq!(mounts(r, &compute), expected);
@@ -921,6 +930,8 @@ mod tests {
             "/usr/bin/nvidia-smi",
             "/usr/bin/nvidia-cuda-mps-control",
             "/usr/share/vulkan/icd.d/nvidia_icd.json",
+            "/run/nvidia-persistenced/socket",
+            "/tmp/nvidia-mps",
         ]);
         expected.extend(firmware());
         assert_eq!(mounts(r, &all), expected);
@@ -1047,6 +1058,8 @@ mod tests {
             "/usr/local/nvidia/lib64/libnvidia-nvvm.so.550.54.15",
             "/usr/bin/nvidia-smi",
             "/usr/bin/nvidia-cuda-mps-control",
+            "/run/nvidia-persistenced/socket",
+            "/tmp/nvidia-mps",
         ]);
         expected.extend(firmware());
         assert_eq!(mounts(r, &plan), expected);
