@@ -973,6 +973,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_hosts_own_ld_cache_parses() {
+        // glibc's real file, as ldconfig wrote it on this machine (Debian has one always)
+        let bytes = fs::read("/etc/ld.so.cache").expect("/etc/ld.so.cache");
+        let entries = parse_ld_cache(&bytes).unwrap();
+        let libc = entries
+            .iter()
+            .find(|e| e.key == "libc.so.6" && !e.lib32)
+            .expect("libc.so.6 in the cache");
+        assert!(libc.value.ends_with("/libc.so.6"), "{libc:?}");
+        assert!(
+            resolve_in_root(Path::new("/"), &libc.value).is_some(),
+            "{libc:?}"
+        );
+    }
+
+    #[test]
     fn proc_version_line() {
         assert_eq!(
             parse_proc_version(

@@ -360,16 +360,17 @@ fn add_files(plan: &mut Plan, inventory: &Inventory, capabilities: &BTreeSet<Cap
 
 fn plan_wsl(inventory: &Inventory, request: &GpuRequest) -> Result<Plan, GpuError> {
     let mut plan = Plan::default();
-    let wants_gpu = match &request.devices {
-        Devices::None => false,
-        Devices::All | Devices::Count(1) => true,
-        Devices::Ids(ids) if ids.iter().all(|id| *id == DeviceId::Index(0)) => true,
-        other => {
-            return Err(GpuError::Unsupported(format!(
-                "on WSL2 all GPUs are shared through /dev/dxg: use --gpus all, not {other:?}"
-            )))
-        }
-    };
+    let wants_gpu =
+        match &request.devices {
+            Devices::None => false,
+            Devices::All | Devices::Count(1) => true,
+            Devices::Ids(ids) if ids.iter().all(|id| *id == DeviceId::Index(0)) => true,
+            _ => return Err(GpuError::Unsupported(
+                "on WSL2 the GPUs are shared through /dev/dxg and cannot be picked one by one: \
+                 use --gpus all"
+                    .into(),
+            )),
+        };
     if wants_gpu {
         let dxg = inventory.dxg.as_ref().ok_or_else(|| GpuError::NoDriver {
             root: inventory.root.clone(),
