@@ -1,3 +1,13 @@
-//! NVIDIA GPUs: discovery through NVML ([`nvml`]). Only this module knows about NVIDIA.
+//! NVIDIA GPUs for containers, without the NVIDIA container toolkit. Only this module knows
+//! about NVIDIA: [`nvml`] discovers GPUs through NVML (for `farm info` and metering),
+//! [`request`] reads what a job asks for (`--gpus`, `NVIDIA_*` variables), [`driver`] finds
+//! the host's driver tree (device nodes, libraries, binaries, firmware), [`plan`] turns both
+//! into the exact devices, device cgroup rules, read-only mounts and symlinks a container
+//! gets.
 
+pub mod driver;
 pub mod nvml;
+pub mod plan;
+pub mod request;
+
+pub use request::GpuError;
