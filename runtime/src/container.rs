@@ -37,7 +37,7 @@ pub fn create(
     stdio: Option<Stdio>,
     console_socket: Option<PathBuf>,
     filters: Vec<BpfProgram>,
-    ldconfig: bool,
+    ldconfig: Option<Vec<String>>,
 ) -> Result<Created, RuntimeError> {
     std::fs::create_dir_all(run_root).map_err(|source| RuntimeError::Path {
         path: run_root.to_owned(),

@@ -22,6 +22,8 @@ pub enum RuntimeError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -6,6 +6,7 @@
 //! gets.
 
 pub mod driver;
+pub mod inject;
 pub mod nvml;
 pub mod plan;
 pub mod request;

@@ -77,7 +77,31 @@ pub fn create(
         finished_at: None,
         exit: None,
     };
-    match state.insert(&record, &ranges) {
+    let env: Vec<String> = record.image.config["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let env: Vec<String> = env
+        .into_iter()
+        .chain(record.options.env.iter().cloned())
+        .collect();
+    let claim = match crate::gpu::inject::claim(&record.options.gpu, &env, &state.active_leases()?)
+    {
+        Ok(claim) => claim,
+        Err(e) => {
+            drop(lock);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
+    match state
+        .insert_with_gpus(&record, &ranges, claim.as_ref())
+        .map(|(ids, _)| ids)
+    {
         Ok(ids) => {
             if let Err(e) = share_dir_with(&dir, &ids) {
                 let _ = state.remove(&id);
@@ -280,6 +304,7 @@ fn reap(layout: &Layout, state: &StateStore, record: &ContainerRecord) -> Result
         }),
         usage,
         wall_seconds: 0.0,
+        gpus: Vec::new(),
     };
     state.set_exited(&record.id, &exit, &crate::monitor::now())?;
     if record.options.auto_remove {

@@ -8,6 +8,7 @@
 //! `monitor.lock` for its whole life: a free lock means no monitor, which is how every
 //! other farm command tells a crashed monitor from a live one.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ use crate::layout::Layout;
 use crate::logs::{LogWriter, Stream};
 use crate::sandbox::seccomp;
 use crate::spec::{self, SpecContext, SpecError};
-use crate::state::{ContainerRecord, Exit, StateStore};
+use crate::state::{ContainerRecord, Exit, GpuUsage, StateStore};
 use crate::{lifecycle, rootfs};
 
 mod tty;
@@ -83,7 +84,8 @@ pub fn run(args: MonitorArgs) -> i32 {
     let attached = matches!(args.mode, Mode::Attached);
     let log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
 
-    let outcome = start(&layout, &record, attached);
+    let leased_gpus = state.gpus(&record.id).unwrap_or_default();
+    let outcome = start(&layout, &record, attached, &leased_gpus);
     let running = match outcome {
         Ok(running) => running,
         Err(failure) => {
@@ -120,6 +122,7 @@ pub fn run(args: MonitorArgs) -> i32 {
         }
     }
 
+    let energy_start = crate::gpu::inject::energy_now(&record.options.gpu, &leased_gpus);
     if let Mode::Detached = args.mode {
         // The setup touched most of farm's code; the supervisor that holds the container
         // for hours needs little of it. Exec into the lean supervisor (same process, same
@@ -130,6 +133,7 @@ pub fn run(args: MonitorArgs) -> i32 {
             &running,
             begun_wall,
             record.options.timeout,
+            &energy_start,
         );
         // Still here: the exec failed; supervise in place.
         let _ = error;
@@ -137,8 +141,25 @@ pub fn run(args: MonitorArgs) -> i32 {
     drop(state);
     let timeout = record.options.timeout;
     supervise_and_finish(
-        &layout, &record.id, timeout, running, log, attached, begun_wall,
+        &layout,
+        &record.id,
+        running,
+        log,
+        attached,
+        Started {
+            at: begun_wall,
+            timeout,
+            energy: energy_start,
+        },
     )
+}
+
+/// When and how the container started: what the end of its life is measured against.
+struct Started {
+    at: SystemTime,
+    timeout: Option<Duration>,
+    /// NVML energy counters of the leased GPUs at the start (millijoules).
+    energy: BTreeMap<String, u64>,
 }
 
 /// The rest of the monitor's life: pump, wait, record the exit. The state store is opened
@@ -146,13 +167,13 @@ pub fn run(args: MonitorArgs) -> i32 {
 fn supervise_and_finish(
     layout: &Layout,
     id: &str,
-    timeout: Option<Duration>,
     mut running: Running,
     mut log: Option<LogWriter>,
     attached: bool,
-    begun_wall: SystemTime,
+    started: Started,
 ) -> i32 {
-    let elapsed = begun_wall.elapsed().unwrap_or_default();
+    let elapsed = started.at.elapsed().unwrap_or_default();
+    let timeout = started.timeout;
     let deadline = timeout.map(|t| Instant::now() + t.saturating_sub(elapsed));
     let status = running.supervise(&mut log, attached, deadline);
     let usage = crate::cgroups::read_usage(&Layout::cgroups_path(id)).unwrap_or_default();
@@ -170,15 +191,34 @@ fn supervise_and_finish(
     if let Some(log) = log.as_mut() {
         let _ = log.flush();
     }
-    let exit = Exit {
+    let wall_seconds = started.at.elapsed().unwrap_or_default().as_secs_f64();
+    let mut exit = Exit {
         code,
         oom_killed: usage.oom_killed,
         error,
         usage,
-        wall_seconds: begun_wall.elapsed().unwrap_or_default().as_secs_f64(),
+        wall_seconds,
+        gpus: Vec::new(),
     };
     match StateStore::open(layout.root()).and_then(|state| Ok((state.get(id)?, state))) {
-        Ok((record, state)) => finish(layout, &state, &record, &exit),
+        Ok((record, state)) => {
+            let leased = state.gpus(id).unwrap_or_default();
+            let energy_end = crate::gpu::inject::energy_now(&record.options.gpu, &leased);
+            exit.gpus = leased
+                .into_iter()
+                .map(|gpu| GpuUsage {
+                    energy_joules: match (started.energy.get(&gpu), energy_end.get(&gpu)) {
+                        (Some(start), Some(end)) => {
+                            Some(end.saturating_sub(*start) as f64 / 1000.0)
+                        }
+                        _ => None,
+                    },
+                    id: gpu,
+                    seconds: wall_seconds,
+                })
+                .collect();
+            finish(layout, &state, &record, &exit)
+        }
         Err(_) => {
             let _ = container::delete(&layout.run_root(), id, &Layout::cgroups_path(id));
         }
@@ -187,7 +227,8 @@ fn supervise_and_finish(
 }
 
 /// argv[1] of the lean supervisor:
-/// `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS TIMEOUT-MS|-`.
+/// `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS TIMEOUT-MS|- ENERGY|-`
+/// (ENERGY: `uuid=millijoules,…`, the leased GPUs' counters at the start).
 pub const SUPERVISE_ARG: &str = "__supervise";
 
 /// Exec `farm __supervise …` with the container's output pipes inherited. Returns only
@@ -198,6 +239,7 @@ fn reexec_supervisor(
     running: &Running,
     begun_wall: SystemTime,
     timeout: Option<Duration>,
+    energy_start: &BTreeMap<String, u64>,
 ) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let fd_arg = |fd: &Option<OwnedFd>| -> String {
@@ -222,12 +264,21 @@ fn reexec_supervisor(
         .arg(fd_arg(&running.stderr))
         .arg(begun_ms.to_string())
         .arg(timeout.map_or("-".to_owned(), |t| t.as_millis().to_string()))
+        .arg(if energy_start.is_empty() {
+            "-".to_owned()
+        } else {
+            energy_start
+                .iter()
+                .map(|(gpu, mj)| format!("{gpu}={mj}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .exec()
 }
 
 /// The lean supervisor's entry point (`argv[2..]` of [`SUPERVISE_ARG`]); its exit code.
 pub fn supervise_main(args: &[String]) -> i32 {
-    let [root, id, pid, out, err, begun_ms, timeout_ms] = args else {
+    let [root, id, pid, out, err, begun_ms, timeout_ms, energy] = args else {
         eprintln!("farm {SUPERVISE_ARG}: internal command, not for direct use");
         return 125;
     };
@@ -253,7 +304,25 @@ pub fn supervise_main(args: &[String]) -> i32 {
     let begun_wall = UNIX_EPOCH + Duration::from_millis(begun_ms.parse().unwrap_or(0));
     let timeout = timeout_ms.parse().ok().map(Duration::from_millis);
     let log = LogWriter::open(&layout.log(id), LOG_MAX_BYTES).ok();
-    supervise_and_finish(&layout, id, timeout, running, log, false, begun_wall)
+    let energy_start = energy
+        .split(',')
+        .filter_map(|pair| {
+            let (gpu, mj) = pair.split_once('=')?;
+            Some((gpu.to_owned(), mj.parse().ok()?))
+        })
+        .collect();
+    supervise_and_finish(
+        &layout,
+        id,
+        running,
+        log,
+        false,
+        Started {
+            at: begun_wall,
+            timeout,
+            energy: energy_start,
+        },
+    )
 }
 
 /// Own a descriptor the monitor passed across exec to the supervisor.
@@ -322,7 +391,12 @@ enum Ended {
 }
 
 /// Mount the rootfs, build the spec, create and start the container.
-fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Running, Failure> {
+fn start(
+    layout: &Layout,
+    record: &ContainerRecord,
+    attached: bool,
+    leased_gpus: &[String],
+) -> Result<Running, Failure> {
     let dir = layout.container(&record.id);
     rootfs::private_mount_namespace().map_err(Failure::farm)?;
     nix::sys::prctl::set_child_subreaper(true).map_err(Failure::farm)?;
@@ -341,7 +415,20 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
         files_dir: dir.clone(),
         cgroups_path: Layout::cgroups_path(&record.id),
     };
-    let spec = spec::build(&image, &record.options, &ctx).map_err(spec_failure)?;
+    let mut spec = spec::build(&image, &record.options, &ctx).map_err(spec_failure)?;
+    let env = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.env().clone())
+        .unwrap_or_default();
+    let mut ldconfig = None;
+    if let Some(injection) =
+        crate::gpu::inject::extras(&record.options.gpu, &env, leased_gpus).map_err(Failure::farm)?
+    {
+        spec::extras::apply(&mut spec, &injection.extras, &rootfs, &record.ids)
+            .map_err(Failure::farm)?;
+        ldconfig = injection.ldconfig;
+    }
     spec::check_executable(&rootfs, &spec).map_err(spec_failure)?;
     let caps: Vec<_> = spec
         .process()
@@ -353,7 +440,6 @@ fn start(layout: &Layout, record: &ContainerRecord, attached: bool) -> Result<Ru
     let filters = seccomp::filters(&record.options.security.seccomp, &caps)
         .map_err(Failure::farm)?
         .unwrap_or_default();
-    let ldconfig = false;
     spec.save(dir.join("config.json"))
         .map_err(|e| Failure::farm(format!("writing the container spec: {e}")))?;
 

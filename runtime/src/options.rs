@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Options of one container, as docker's `run` flags define them.
+/// Options of one container, as docker's `run` flags define them. Fields missing from a
+/// stored record (written by an older farm) take their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunOptions {
     /// `--name`; a generated name when absent.
     pub name: Option<String>,

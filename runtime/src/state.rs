@@ -91,6 +91,20 @@ pub struct Exit {
     pub error: Option<String>,
     pub usage: Usage,
     pub wall_seconds: f64,
+    /// GPU-seconds and energy per leased GPU (the base of GPU earnings).
+    #[serde(default)]
+    pub gpus: Vec<GpuUsage>,
+}
+
+/// What a container used of one GPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuUsage {
+    /// The lease id (the GPU's UUID).
+    pub id: String,
+    /// Seconds the GPU was held by the container.
+    pub seconds: f64,
+    /// Energy the GPU used meanwhile, from NVML's counter, where the GPU has one.
+    pub energy_joules: Option<f64>,
 }
 
 /// One row of the store.
@@ -344,6 +358,16 @@ impl StateStore {
         }
         tx.commit().map_err(&sql)?;
         Ok((range, leased))
+    }
+
+    /// Lease ids held by containers that are not exited.
+    pub fn active_leases(&self) -> Result<std::collections::BTreeSet<String>, StateError> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT l.gpu FROM gpu_leases l JOIN containers c ON c.id = l.container_id WHERE c.status != 'exited'")
+            .map_err(self.sql())?;
+        let rows = stmt.query_map([], |row| row.get(0)).map_err(self.sql())?;
+        rows.collect::<Result<_, _>>().map_err(self.sql())
     }
 
     /// The GPUs leased to a container, in order.

@@ -146,7 +146,10 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> Result<u8> {
     let mut failed = false;
     for name in &args.containers {
         match state.get(name) {
-            Ok(record) => out.push(inspect_json(&record)),
+            Ok(record) => {
+                let gpus = state.gpus(&record.id).unwrap_or_default();
+                out.push(inspect_json(&record, &gpus))
+            }
             Err(e) => {
                 eprintln!("farm: {e}");
                 failed = true;
@@ -157,7 +160,7 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> Result<u8> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn inspect_json(r: &ContainerRecord) -> serde_json::Value {
+fn inspect_json(r: &ContainerRecord, gpus: &[String]) -> serde_json::Value {
     let config = &r.image.config["config"];
     let exit = r.exit.clone().unwrap_or_default();
     json!({
@@ -191,7 +194,13 @@ fn inspect_json(r: &ContainerRecord) -> serde_json::Value {
             "CpuSystemSeconds": exit.usage.cpu_system_ns as f64 / 1e9,
             "MemoryPeakBytes": exit.usage.memory_peak_bytes,
             "WallSeconds": exit.wall_seconds,
+            "Gpus": exit.gpus.iter().map(|g| json!({
+                "Id": g.id,
+                "Seconds": g.seconds,
+                "EnergyJoules": g.energy_joules,
+            })).collect::<Vec<_>>(),
         },
+        "Gpus": gpus,
         "IdMap": { "Uid": r.ids.uid, "Gid": r.ids.gid, "Size": r.ids.size },
         "HostConfig": r.options,
     })

@@ -12,6 +12,7 @@ mod support;
 mod auth;
 mod faults;
 mod fixtures;
+mod gpu;
 mod info;
 mod lifecycle;
 mod lifecycle_faults;

@@ -20,7 +20,7 @@ pub struct FarmExecutor {
     /// GPU driver's): the image's own ldconfig runs in the container's sandbox (after
     /// pivot_root, with the seccomp filter and the container's user), with an empty
     /// environment; never a host ldconfig over container paths.
-    pub ldconfig: bool,
+    pub ldconfig: Option<Vec<String>>,
 }
 
 /// Where images keep ldconfig.
@@ -30,7 +30,7 @@ const LDCONFIG: &[&str] = &["/sbin/ldconfig", "/usr/sbin/ldconfig"];
 /// is not fatal (a non-root container user cannot write /etc/ld.so.cache; the libraries
 /// are still found in the standard folders).
 #[allow(unsafe_code)]
-fn run_ldconfig() {
+fn run_ldconfig(folders: &[String]) {
     let Some(path) = LDCONFIG
         .iter()
         .find(|p| std::path::Path::new(p).is_file())
@@ -43,7 +43,13 @@ fn run_ldconfig() {
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             let env: [&std::ffi::CStr; 0] = [];
-            let _ = nix::unistd::execve(&path, &[path.as_c_str()], &env);
+            let mut args = vec![path.clone()];
+            args.extend(
+                folders
+                    .iter()
+                    .filter_map(|f| std::ffi::CString::new(f.as_str()).ok()),
+            );
+            let _ = nix::unistd::execve(&path, &args, &env);
             // SAFETY: _exit skips the parent's atexit handlers in the forked child.
             unsafe { libc::_exit(127) }
         }
@@ -63,8 +69,8 @@ impl Executor for FarmExecutor {
                      prctl and seccomp"
             ))
         })?;
-        if self.ldconfig {
-            run_ldconfig();
+        if let Some(folders) = &self.ldconfig {
+            run_ldconfig(folders);
         }
         DefaultExecutor {}.exec(spec)
     }

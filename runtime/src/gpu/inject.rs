@@ -1,0 +1,275 @@
+//! The GPU part of `farm run`: at create time, which GPUs to lease ([`claim`]); in the
+//! monitor, what the container gets for the leased ones ([`extras`]), as generic
+//! [`Extras`] for the spec (devices, read-only binds, symlinks) plus the folders the
+//! image's own ldconfig must index.
+//!
+//! The plan is computed twice (create and monitor) from the same inputs; the monitor
+//! marks every GPU that is not leased to the container as in use, so `--gpus N` lands on
+//! exactly the leased GPUs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use super::driver::{DeviceNode, DriverTree, Inventory};
+use super::plan::{plan, Assigned, Plan, PlanOptions};
+use super::request::{Devices, DriverFacts, GpuError, GpuRequest};
+use crate::options::GpuOptions;
+use crate::spec::extras::{ExtraBind, ExtraDevice, ExtraSymlink, Extras};
+use crate::state::GpuClaim;
+
+/// The driver tree's root (`/` unless a test points elsewhere).
+fn driver_root(options: &GpuOptions) -> PathBuf {
+    options
+        .driver_root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The id a lease records for an assigned GPU or MIG device.
+pub fn lease_id(assigned: &Assigned) -> String {
+    match (&assigned.uuid, assigned.mig) {
+        (Some(uuid), _) => uuid.clone(),
+        (None, None) => format!("gpu{}", assigned.index),
+        (None, Some((gi, ci))) => format!("gpu{}:gi{gi}:ci{ci}", assigned.index),
+    }
+}
+
+/// What requirements are checked against: NVML's CUDA version where the driver answers,
+/// else the CUDA version NVIDIA documents for the driver's branch.
+fn facts(inventory: &Inventory, root: &Path) -> DriverFacts {
+    let from_nvml = if root == Path::new("/") {
+        super::nvml::discover().nvidia.cuda
+    } else {
+        None
+    };
+    DriverFacts {
+        cuda: from_nvml.or_else(|| inventory.version.as_deref().and_then(cuda_for_driver)),
+        driver: inventory.version.clone(),
+        brands: Vec::new(),
+        archs: Vec::new(),
+    }
+}
+
+/// The CUDA version a Linux driver branch supports (NVIDIA's CUDA toolkit release notes,
+/// table 3: minimum driver per CUDA release).
+pub fn cuda_for_driver(driver: &str) -> Option<String> {
+    const TABLE: &[(u32, u32, &str)] = &[
+        (580, 65, "13.0"),
+        (575, 51, "12.9"),
+        (570, 26, "12.8"),
+        (565, 57, "12.7"),
+        (560, 28, "12.6"),
+        (555, 42, "12.5"),
+        (550, 54, "12.4"),
+        (545, 23, "12.3"),
+        (535, 54, "12.2"),
+        (530, 30, "12.1"),
+        (525, 60, "12.0"),
+        (520, 61, "11.8"),
+        (515, 43, "11.7"),
+        (510, 39, "11.6"),
+        (495, 29, "11.5"),
+        (470, 42, "11.4"),
+        (465, 19, "11.3"),
+        (460, 27, "11.2"),
+        (455, 23, "11.1"),
+        (450, 36, "11.0"),
+    ];
+    let mut parts = driver.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next().unwrap_or("0").parse().ok()?;
+    TABLE
+        .iter()
+        .find(|(m, n, _)| (major, minor) >= (*m, *n))
+        .map(|(_, _, cuda)| (*cuda).to_owned())
+}
+
+/// At create time: the lease a container needs, or `None` when it asks for no GPU.
+/// `leased_elsewhere` are the lease ids other running containers hold (for `--gpus N`).
+pub fn claim(
+    options: &GpuOptions,
+    env: &[String],
+    leased_elsewhere: &BTreeSet<String>,
+) -> Result<Option<GpuClaim>, GpuError> {
+    let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
+        return Ok(None);
+    };
+    if !options.cdi_devices.is_empty() {
+        return Err(GpuError::Unsupported(
+            "--device with CDI names is not supported yet: use --gpus".to_owned(),
+        ));
+    }
+    let root = driver_root(options);
+    let inventory = DriverTree::discover(&root)?;
+    let in_use = if options.share {
+        BTreeSet::new()
+    } else {
+        indexes_of(&inventory, leased_elsewhere)
+    };
+    let plan = plan(
+        &inventory,
+        &request,
+        &PlanOptions {
+            facts: facts(&inventory, &root),
+            in_use,
+        },
+    )?;
+    Ok(Some(GpuClaim {
+        candidates: plan.assigned.iter().map(lease_id).collect(),
+        count: None,
+        shared: options.share,
+    }))
+}
+
+/// Indexes of the inventory's GPUs whose lease id is in `ids`.
+fn indexes_of(inventory: &Inventory, ids: &BTreeSet<String>) -> BTreeSet<u32> {
+    inventory
+        .gpus
+        .iter()
+        .filter(|gpu| {
+            let whole = lease_id(&Assigned {
+                index: gpu.index,
+                uuid: gpu.uuid.clone(),
+                bus_id: None,
+                mig: None,
+            });
+            ids.contains(&whole)
+        })
+        .map(|gpu| gpu.index)
+        .collect()
+}
+
+/// What the container gets for its leased GPUs; `None` when it asked for none.
+pub struct Injection {
+    pub extras: Extras,
+    /// Folders of injected libraries for the image's ldconfig (run in the sandbox).
+    pub ldconfig: Option<Vec<String>>,
+    pub plan: Plan,
+}
+
+/// In the monitor: the injection for the GPUs `leased` to this container.
+pub fn extras(
+    options: &GpuOptions,
+    env: &[String],
+    leased: &[String],
+) -> Result<Option<Injection>, GpuError> {
+    let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
+        return Ok(None);
+    };
+    let root = driver_root(options);
+    let inventory = DriverTree::discover(&root)?;
+    let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
+    // Every whole GPU not leased to us counts as in use, so a count lands on ours.
+    let all: BTreeSet<u32> = inventory.gpus.iter().map(|g| g.index).collect();
+    let ours = indexes_of(&inventory, &leased_set);
+    let in_use = all.difference(&ours).copied().collect();
+    let plan = plan(
+        &inventory,
+        &request,
+        &PlanOptions {
+            facts: facts(&inventory, &root),
+            in_use,
+        },
+    )?;
+    if request.devices != Devices::None {
+        for assigned in &plan.assigned {
+            let id = lease_id(assigned);
+            if !leased_set.contains(&id) {
+                return Err(GpuError::Unsupported(format!(
+                    "GPU {id} is not leased to this container (the GPUs changed since it was created): run it again"
+                )));
+            }
+        }
+    }
+    let hosts = device_hosts(&inventory);
+    let mut extras = Extras::default();
+    for device in &plan.devices {
+        let host = hosts
+            .get(&device.path)
+            .cloned()
+            .unwrap_or_else(|| root.join(device.path.trim_start_matches('/')));
+        extras.devices.push(ExtraDevice {
+            host,
+            path: device.path.clone(),
+            major: device.major as i64,
+            minor: device.minor as i64,
+        });
+    }
+    for mount in &plan.mounts {
+        extras.binds.push(ExtraBind {
+            dir: mount.source.is_dir(),
+            host: mount.source.clone(),
+            path: mount.destination.clone(),
+        });
+    }
+    for link in &plan.symlinks {
+        extras.symlinks.push(ExtraSymlink {
+            path: link.path.clone(),
+            target: link.target.clone(),
+        });
+    }
+    let ldconfig = plan.ldconfig.as_ref().map(|l| l.folders.clone());
+    Ok(Some(Injection {
+        extras,
+        ldconfig,
+        plan,
+    }))
+}
+
+/// Host path of every device node the inventory knows, by container path.
+fn device_hosts(inventory: &Inventory) -> BTreeMap<String, PathBuf> {
+    let mut nodes: Vec<&DeviceNode> = Vec::new();
+    for gpu in &inventory.gpus {
+        nodes.push(&gpu.node);
+        for mig in &gpu.mig {
+            nodes.extend(mig.caps.iter());
+        }
+    }
+    nodes.extend(inventory.control.iter());
+    nodes.extend(inventory.dxg.iter());
+    nodes
+        .into_iter()
+        .map(|n| (n.path.clone(), n.host_path.clone()))
+        .collect()
+}
+
+/// NVML's total energy counter (millijoules) of each leased GPU that has one; empty when
+/// there is no driver (or a test tree) or no GPU.
+pub fn energy_now(options: &GpuOptions, leased: &[String]) -> BTreeMap<String, u64> {
+    if leased.is_empty() || driver_root(options) != Path::new("/") {
+        return BTreeMap::new();
+    }
+    super::nvml::discover()
+        .gpus
+        .into_iter()
+        .filter_map(|gpu| Some((gpu.uuid?, gpu.total_energy_millijoules?)))
+        .filter(|(uuid, _)| leased.contains(uuid))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_versions_follow_the_driver_branch() {
+        assert_eq!(cuda_for_driver("550.54.15").as_deref(), Some("12.4"));
+        assert_eq!(cuda_for_driver("550.40.07").as_deref(), Some("12.3"));
+        assert_eq!(cuda_for_driver("535.104.05").as_deref(), Some("12.2"));
+        assert_eq!(cuda_for_driver("390.1"), None);
+        assert_eq!(cuda_for_driver("junk"), None);
+    }
+
+    #[test]
+    fn lease_ids_prefer_uuids() {
+        let gpu = |uuid: Option<&str>, mig| Assigned {
+            index: 1,
+            uuid: uuid.map(str::to_owned),
+            bus_id: None,
+            mig,
+        };
+        assert_eq!(lease_id(&gpu(Some("GPU-x"), None)), "GPU-x");
+        assert_eq!(lease_id(&gpu(None, None)), "gpu1");
+        assert_eq!(lease_id(&gpu(None, Some((2, 0)))), "gpu1:gi2:ci0");
+    }
+}

@@ -1,0 +1,335 @@
+//! `farm run --gpus` against a fake NVIDIA driver tree (no GPU on CI): real character
+//! device nodes with NVIDIA's majors made with mknod, fake libraries with their sonames,
+//! a fake nvidia-smi and firmware, pointed to by the hidden `--driver-root`. The exact
+//! device nodes, device cgroup rules and mounts are read back from the container's spec.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::support::containers::{probe_image_layers, RunFarm};
+use crate::support::images::LayerBuilder;
+
+const VERSION: &str = "550.54.15";
+const LIB: &str = "usr/lib/x86_64-linux-gnu";
+const UVM: u64 = 511;
+
+fn write(root: &Path, path: &str, contents: &str, mode: u32) {
+    let path = root.join(path);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, contents).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn node(root: &Path, path: &str, major: u64, minor: u64) {
+    let path = root.join(path);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    nix_mknod(&path, major, minor);
+}
+
+fn nix_mknod(path: &Path, major: u64, minor: u64) {
+    let status = std::process::Command::new("mknod")
+        .args(["-m", "666"])
+        .arg(path)
+        .args(["c", &major.to_string(), &minor.to_string()])
+        .status()
+        .expect("mknod");
+    assert!(status.success(), "mknod {}", path.display());
+}
+
+/// Two GPUs (GPU-aaaa at bus 17 = /dev/nvidia0, GPU-bbbb at bus 65 = /dev/nvidia1).
+fn fake_driver() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let r = dir.path();
+    node(r, "dev/nvidia0", 195, 0);
+    node(r, "dev/nvidia1", 195, 1);
+    node(r, "dev/nvidiactl", 195, 255);
+    node(r, "dev/nvidia-modeset", 195, 254);
+    node(r, "dev/nvidia-uvm", UVM, 0);
+    node(r, "dev/nvidia-uvm-tools", UVM, 1);
+    let proc = "proc/driver/nvidia";
+    write(
+        r,
+        &format!("{proc}/version"),
+        &format!("NVRM version: NVIDIA UNIX x86_64 Kernel Module  {VERSION}  Tue Mar  5 22:23:56 UTC 2024\n"),
+        0o444,
+    );
+    for (bus, uuid, minor) in [
+        ("0000:17:00.0", "GPU-aaaa", 0),
+        ("0000:65:00.0", "GPU-bbbb", 1),
+    ] {
+        write(
+            r,
+            &format!("{proc}/gpus/{bus}/information"),
+            &format!("Model: \t\t NVIDIA H100\nGPU UUID: \t {uuid}\nBus Location: \t {bus}\nDevice Minor: \t {minor}\n"),
+            0o444,
+        );
+    }
+    for (lib, soname) in [
+        ("libcuda.so", "libcuda.so.1"),
+        ("libnvidia-ml.so", "libnvidia-ml.so.1"),
+    ] {
+        write(
+            r,
+            &format!("{LIB}/{lib}.{VERSION}"),
+            &format!("fake {lib}\n"),
+            0o644,
+        );
+        symlink(
+            format!("{lib}.{VERSION}"),
+            r.join(format!("{LIB}/{soname}")),
+        )
+        .unwrap();
+    }
+    write(
+        r,
+        "usr/bin/nvidia-smi",
+        "#!/bin/sh\necho fake nvidia-smi\n",
+        0o755,
+    );
+    write(
+        r,
+        &format!("lib/firmware/nvidia/{VERSION}/gsp_ga10x.bin"),
+        "fw",
+        0o644,
+    );
+    dir
+}
+
+fn spec_of(farm: &RunFarm, id: &str) -> Value {
+    let path = farm.root().join("containers").join(id).join("config.json");
+    serde_json::from_slice(&fs::read(&path).unwrap()).unwrap()
+}
+
+/// `c major:minor` of every allowed device rule beyond docker's defaults.
+fn gpu_rules(spec: &Value) -> Vec<String> {
+    spec["linux"]["resources"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["allow"] == json!(true) && (r["major"] == json!(195) || r["major"] == json!(UVM))
+        })
+        .map(|r| format!("{}:{}", r["major"], r["minor"]))
+        .collect()
+}
+
+fn mount_targets(spec: &Value, prefix: &str) -> Vec<String> {
+    let mut out: Vec<String> = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["destination"].as_str())
+        .filter(|d| d.starts_with(prefix))
+        .map(str::to_owned)
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn gpus_all_gets_every_node_library_and_binary() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    let root = driver.path().to_str().unwrap();
+    let run = farm.run_probe(
+        &["--driver-root", root, "--gpus", "all"],
+        &[
+            "sh",
+            "-c",
+            "ls /dev | grep nvidia; cat /usr/lib/x86_64-linux-gnu/libcuda.so.1; /usr/bin/nvidia-smi",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    for expected in [
+        "nvidia0\n",
+        "nvidia1\n",
+        "nvidiactl\n",
+        "nvidia-uvm\n",
+        "nvidia-uvm-tools\n",
+        "fake libcuda.so\n",
+        "fake nvidia-smi\n",
+    ] {
+        assert!(run.stdout.contains(expected), "{expected:?}: {run:#?}");
+    }
+
+    // The exact lists, from the spec of a detached container.
+    let id = farm.detach(
+        &["--driver-root", root, "--gpus", "all"],
+        &farm.probe(),
+        &["sleep", "30"],
+    );
+    let spec = spec_of(&farm, &id);
+    let mut rules = gpu_rules(&spec);
+    rules.sort();
+    assert_eq!(
+        rules,
+        ["195:0", "195:1", "195:254", "195:255", "511:0", "511:1"],
+        "{spec:#}"
+    );
+    assert_eq!(
+        mount_targets(&spec, "/dev/nvidia"),
+        [
+            "/dev/nvidia-modeset",
+            "/dev/nvidia-uvm",
+            "/dev/nvidia-uvm-tools",
+            "/dev/nvidia0",
+            "/dev/nvidia1",
+            "/dev/nvidiactl"
+        ]
+    );
+    let libs = mount_targets(&spec, "/usr/lib/x86_64-linux-gnu/");
+    assert!(
+        libs.contains(&format!("/usr/lib/x86_64-linux-gnu/libcuda.so.{VERSION}")),
+        "{libs:?}"
+    );
+    for mount in spec["mounts"].as_array().unwrap() {
+        if mount["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(root) && !s.contains("/dev/"))
+        {
+            assert!(
+                mount["options"].as_array().unwrap().contains(&json!("ro")),
+                "driver files are read-only: {mount}"
+            );
+        }
+    }
+    assert_eq!(farm.inspect(&id)["Gpus"], json!(["GPU-aaaa", "GPU-bbbb"]));
+    farm.run(&["rm", "-f", &id]).assert_ok();
+}
+
+#[test]
+fn gpus_are_given_to_one_container_at_a_time() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    let root = driver.path().to_str().unwrap();
+    let first = farm.detach(
+        &["--driver-root", root, "--gpus", "1"],
+        &farm.probe(),
+        &["sleep", "30"],
+    );
+    let second = farm.detach(
+        &["--driver-root", root, "--gpus", "1"],
+        &farm.probe(),
+        &["sleep", "30"],
+    );
+    assert_eq!(farm.inspect(&first)["Gpus"], json!(["GPU-aaaa"]));
+    assert_eq!(
+        farm.inspect(&second)["Gpus"],
+        json!(["GPU-bbbb"]),
+        "--gpus 1 picks a free one"
+    );
+    assert_eq!(
+        gpu_rules(&spec_of(&farm, &second))
+            .iter()
+            .filter(|r| r.starts_with("195:") && !r.ends_with(":254") && !r.ends_with(":255"))
+            .collect::<Vec<_>>(),
+        ["195:1"]
+    );
+    let third = farm.run_probe(&["--driver-root", root, "--gpus", "1"], &["true"]);
+    assert_eq!(third.code, 125, "no free GPU: {third:#?}");
+    let taken = farm.run_probe(
+        &["--driver-root", root, "--gpus", "device=GPU-aaaa"],
+        &["true"],
+    );
+    assert_eq!(
+        taken.code, 125,
+        "a leased GPU is not given again: {taken:#?}"
+    );
+    assert!(taken.stderr.contains("leased"), "{taken:#?}");
+    farm.run(&["rm", "-f", &first]).assert_ok();
+    let again = farm.run_probe(
+        &["--driver-root", root, "--gpus", "device=GPU-aaaa"],
+        &["sh", "-c", "ls /dev | grep nvidia[0-9]"],
+    );
+    assert_eq!(again.code, 0, "freed by rm: {again:#?}");
+    assert_eq!(
+        again.stdout.trim(),
+        "nvidia0",
+        "only the chosen GPU's node: {again:#?}"
+    );
+    farm.run(&["rm", "-f", &second]).assert_ok();
+}
+
+#[test]
+fn gpu_seconds_are_metered_and_requirements_checked() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    let root = driver.path().to_str().unwrap();
+    let run = farm.run_probe(
+        &["--name", "job", "--driver-root", root, "--gpus", "all"],
+        &["sleep", "0.3"],
+    );
+    run.assert_ok();
+    let gpus = farm.inspect("job")["Usage"]["Gpus"].clone();
+    let gpus = gpus.as_array().expect("Usage.Gpus");
+    assert_eq!(gpus.len(), 2, "{gpus:?}");
+    for gpu in gpus {
+        assert!(gpu["Seconds"].as_f64().unwrap() >= 0.3, "{gpu}");
+    }
+    let refused = farm.run_probe(
+        &[
+            "--driver-root",
+            root,
+            "--gpus",
+            "all",
+            "-e",
+            "NVIDIA_REQUIRE_CUDA=cuda>=99.0",
+        ],
+        &["true"],
+    );
+    assert_eq!(refused.code, 125, "{refused:#?}");
+    assert!(refused.stderr.contains("cuda>=99.0"), "{refused:#?}");
+    // No --gpus, no NVIDIA_VISIBLE_DEVICES: nothing of the driver.
+    let plain = farm.run_probe(
+        &["--driver-root", root],
+        &[
+            "sh",
+            "-c",
+            "ls /dev; ls /usr/lib/x86_64-linux-gnu 2>&1; true",
+        ],
+    );
+    assert_eq!(plain.code, 0, "{plain:#?}");
+    assert!(!plain.stdout.contains("nvidia"), "{plain:#?}");
+}
+
+#[test]
+fn driver_libraries_never_land_outside_a_hostile_rootfs() {
+    let outside = tempfile::tempdir().unwrap();
+    let climb = format!("../../../../../../../..{}", outside.path().display());
+    let Some(farm) = RunFarm::with_images(&[(
+        "hostile-lib",
+        probe_image_layers(
+            vec![LayerBuilder::new()
+                .dir("usr", 0o755, 0, 0)
+                .dir("usr/lib", 0o755, 0, 0)
+                .symlink("usr/lib/x86_64-linux-gnu", &climb)],
+            json!({}),
+        ),
+    )]) else {
+        return;
+    };
+    let driver = fake_driver();
+    let root = driver.path().to_str().unwrap();
+    let run = farm.run_container(
+        &["--driver-root", root, "--gpus", "all"],
+        &farm.image("hostile-lib"),
+        &["cat", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout, "fake libcuda.so\n", "{run:#?}");
+    assert_eq!(
+        fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing created through the image's link"
+    );
+}
