@@ -77,15 +77,9 @@ pub fn create(
         finished_at: None,
         exit: None,
     };
-    let env: Vec<String> = record.image.config["config"]["Env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let env: Vec<String> = env
+    let env: Vec<String> = record
+        .image
+        .env()
         .into_iter()
         .chain(record.options.env.iter().cloned())
         .collect();

@@ -82,6 +82,20 @@ pub struct ImageRef {
     pub config: serde_json::Value,
 }
 
+impl ImageRef {
+    /// The image config's `Env` (hostile input: only strings are taken).
+    pub fn env(&self) -> Vec<String> {
+        self.config["config"]["Env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// How a container ended.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exit {

@@ -99,26 +99,34 @@ pub fn claim(
             "--device with CDI names is not supported yet: use --gpus".to_owned(),
         ));
     }
-    let root = driver_root(options);
-    let inventory = DriverTree::discover(&root)?;
-    let in_use = if options.share {
-        BTreeSet::new()
-    } else {
-        indexes_of(&inventory, leased_elsewhere)
-    };
-    let plan = plan(
-        &inventory,
-        &request,
-        &PlanOptions {
-            facts: facts(&inventory, &root),
-            in_use,
-        },
-    )?;
+    let (_, plan) = plan_with(options, &request, |inventory| {
+        if options.share {
+            BTreeSet::new()
+        } else {
+            indexes_of(inventory, leased_elsewhere)
+        }
+    })?;
     Ok(Some(GpuClaim {
         candidates: plan.assigned.iter().map(lease_id).collect(),
         count: None,
         shared: options.share,
     }))
+}
+
+/// Discover the driver tree and plan `request` on it, with the GPUs `in_use` says.
+fn plan_with(
+    options: &GpuOptions,
+    request: &GpuRequest,
+    in_use: impl FnOnce(&Inventory) -> BTreeSet<u32>,
+) -> Result<(Inventory, Plan), GpuError> {
+    let root = driver_root(options);
+    let inventory = DriverTree::discover(&root)?;
+    let options = PlanOptions {
+        facts: facts(&inventory, &root),
+        in_use: in_use(&inventory),
+    };
+    let plan = plan(&inventory, request, &options)?;
+    Ok((inventory, plan))
 }
 
 /// Indexes of the inventory's GPUs whose lease id is in `ids`.
@@ -157,20 +165,17 @@ pub fn extras(
         return Ok(None);
     };
     let root = driver_root(options);
-    let inventory = DriverTree::discover(&root)?;
     let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
     // Every whole GPU not leased to us counts as in use, so a count lands on ours.
-    let all: BTreeSet<u32> = inventory.gpus.iter().map(|g| g.index).collect();
-    let ours = indexes_of(&inventory, &leased_set);
-    let in_use = all.difference(&ours).copied().collect();
-    let plan = plan(
-        &inventory,
-        &request,
-        &PlanOptions {
-            facts: facts(&inventory, &root),
-            in_use,
-        },
-    )?;
+    let (inventory, plan) = plan_with(options, &request, |inventory| {
+        let ours = indexes_of(inventory, &leased_set);
+        inventory
+            .gpus
+            .iter()
+            .map(|g| g.index)
+            .filter(|index| !ours.contains(index))
+            .collect()
+    })?;
     if request.devices != Devices::None {
         for assigned in &plan.assigned {
             let id = lease_id(assigned);
