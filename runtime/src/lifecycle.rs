@@ -83,8 +83,12 @@ pub fn create(
         .into_iter()
         .chain(record.options.env.iter().cloned())
         .collect();
-    let claim = match crate::gpu::inject::claim(&record.options.gpu, &env, &state.active_leases()?)
-    {
+    let claim = match crate::gpu::inject::claim(
+        &record.options.gpu,
+        &env,
+        &record.options.env,
+        &state.active_leases()?,
+    ) {
         Ok(claim) => claim,
         Err(e) => {
             drop(lock);

@@ -423,7 +423,8 @@ fn start(
         .unwrap_or_default();
     let mut ldconfig = None;
     if let Some(injection) =
-        crate::gpu::inject::extras(&record.options.gpu, &env, leased_gpus).map_err(Failure::farm)?
+        crate::gpu::inject::extras(&record.options.gpu, &env, &record.options.env, leased_gpus)
+            .map_err(Failure::farm)?
     {
         spec::extras::apply(&mut spec, &injection.extras, &rootfs, &record.ids)
             .map_err(Failure::farm)?;

@@ -333,3 +333,36 @@ fn driver_libraries_never_land_outside_a_hostile_rootfs() {
         "nothing created through the image's link"
     );
 }
+
+#[test]
+fn an_image_asking_for_gpus_runs_on_the_cpu_where_there_is_no_driver() {
+    let Some(farm) = RunFarm::with_images(&[(
+        "cuda-like",
+        crate::support::containers::probe_image_with(json!({
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NVIDIA_VISIBLE_DEVICES=all"]
+        })),
+    )]) else {
+        return;
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let none = empty.path().to_str().unwrap();
+    let image = farm.image("cuda-like");
+    // The image's own NVIDIA_VISIBLE_DEVICES without a driver: ignored, as docker without
+    // the NVIDIA runtime does.
+    let run = farm.run_container(&["--driver-root", none], &image, &["sh", "-c", "ls /dev"]);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(!run.stdout.contains("nvidia"), "{run:#?}");
+    // Asked for by the caller, a missing driver is an error that says so.
+    let run = farm.run_container(&["--driver-root", none, "--gpus", "all"], &image, &["true"]);
+    assert_eq!(run.code, 125, "{run:#?}");
+    assert!(run.stderr.contains("no NVIDIA driver"), "{run:#?}");
+    // With a driver, the image's variable is honoured as the toolkit does.
+    let driver = fake_driver();
+    let run = farm.run_container(
+        &["--driver-root", driver.path().to_str().unwrap()],
+        &image,
+        &["sh", "-c", "ls /dev | grep -c 'nvidia[0-9]'"],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout.trim(), "2", "{run:#?}");
+}

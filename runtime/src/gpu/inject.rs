@@ -89,9 +89,10 @@ pub fn cuda_for_driver(driver: &str) -> Option<String> {
 pub fn claim(
     options: &GpuOptions,
     env: &[String],
+    caller_env: &[String],
     leased_elsewhere: &BTreeSet<String>,
 ) -> Result<Option<GpuClaim>, GpuError> {
-    let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
+    let Some(request) = request(options, env, caller_env)? else {
         return Ok(None);
     };
     if !options.cdi_devices.is_empty() {
@@ -111,6 +112,33 @@ pub fn claim(
         count: None,
         shared: options.share,
     }))
+}
+
+/// What the container asks for. `env` is the whole environment (image then `-e`),
+/// `caller_env` only what the caller gave (`-e`, `--env-file`). A request that comes from
+/// the image alone (CUDA images set `NVIDIA_VISIBLE_DEVICES=all`) is dropped on a machine
+/// without an NVIDIA driver, as docker without the NVIDIA runtime ignores it: such images
+/// still run there, on the CPU. Asked for by the caller, a missing driver is an error.
+fn request(
+    options: &GpuOptions,
+    env: &[String],
+    caller_env: &[String],
+) -> Result<Option<GpuRequest>, GpuError> {
+    let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
+        return Ok(None);
+    };
+    let asked = options.gpus.is_some()
+        || caller_env
+            .iter()
+            .any(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="));
+    if !asked {
+        match DriverTree::discover(&driver_root(options)) {
+            Err(GpuError::NoDriver { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+            Ok(_) => {}
+        }
+    }
+    Ok(Some(request))
 }
 
 /// Discover the driver tree and plan `request` on it, with the GPUs `in_use` says.
@@ -159,9 +187,10 @@ pub struct Injection {
 pub fn extras(
     options: &GpuOptions,
     env: &[String],
+    caller_env: &[String],
     leased: &[String],
 ) -> Result<Option<Injection>, GpuError> {
-    let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
+    let Some(request) = request(options, env, caller_env)? else {
         return Ok(None);
     };
     let root = driver_root(options);
