@@ -366,3 +366,49 @@ fn an_image_asking_for_gpus_runs_on_the_cpu_where_there_is_no_driver() {
     assert_eq!(run.code, 0, "{run:#?}");
     assert_eq!(run.stdout.trim(), "2", "{run:#?}");
 }
+
+#[test]
+fn ldconfig_runs_inside_the_container_with_an_empty_environment() {
+    // A stand-in for the image's ldconfig that records how it was run.
+    let recorder = b"#!/bin/sh\necho \"args=$*\" > /tmp/ldconfig.out\necho \"uid=$(cat /proc/self/status | grep ^Uid)\" >> /tmp/ldconfig.out\nenv >> /tmp/ldconfig.out\n";
+    let Some(farm) = RunFarm::with_images(&[(
+        "with-ldconfig",
+        probe_image_layers(
+            vec![LayerBuilder::new().dir("sbin", 0o755, 0, 0).file(
+                "sbin/ldconfig",
+                0o755,
+                0,
+                0,
+                recorder,
+            )],
+            json!({}),
+        ),
+    )]) else {
+        return;
+    };
+    let driver = fake_driver();
+    let run = farm.run_container(
+        &[
+            "--driver-root",
+            driver.path().to_str().unwrap(),
+            "--gpus",
+            "all",
+            "-e",
+            "SECRET=from-caller",
+        ],
+        &farm.image("with-ldconfig"),
+        &["cat", "/tmp/ldconfig.out"],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout.contains("args=") && run.stdout.contains("/usr/lib/x86_64-linux-gnu"),
+        "ldconfig got the injected library folders: {run:#?}"
+    );
+    assert!(
+        !run.stdout.contains("SECRET") && !run.stdout.contains("HOSTNAME="),
+        "ldconfig ran with an empty environment: {run:#?}"
+    );
+    // It ran in the container (its /tmp is the container's), as the container's root,
+    // which the host sees as an unprivileged uid.
+    assert!(run.stdout.contains("Uid:\t0"), "{run:#?}");
+}
