@@ -172,7 +172,7 @@ fn inspect_json(r: &ContainerRecord, gpus: &[String]) -> serde_json::Value {
         "Config": {
             "Entrypoint": r.options.entrypoint.clone().map(serde_json::Value::from).unwrap_or_else(|| config["Entrypoint"].clone()),
             "Cmd": if r.options.command.is_empty() { config["Cmd"].clone() } else { json!(r.options.command) },
-            "Env": merged_env(r.image.env(), &r.options.env),
+            "Env": farm_runtime::spec::merged_env(r.image.env(), &r.options.env),
             "WorkingDir": r.options.workdir.clone().map(serde_json::Value::from).unwrap_or_else(|| config["WorkingDir"].clone()),
             "User": r.options.user.clone().map(serde_json::Value::from).unwrap_or_else(|| config["User"].clone()),
             "Hostname": r.options.hostname.clone().unwrap_or_else(|| r.id[..12].to_owned()),
@@ -204,20 +204,6 @@ fn inspect_json(r: &ContainerRecord, gpus: &[String]) -> serde_json::Value {
         "IdMap": { "Uid": r.ids.uid, "Gid": r.ids.gid, "Size": r.ids.size },
         "HostConfig": r.options,
     })
-}
-
-/// The image's Env with `-e`/`--env-file` applied (same key replaced in place), as docker
-/// shows it.
-fn merged_env(image: Vec<String>, extra: &[String]) -> Vec<String> {
-    let mut env = image;
-    for entry in extra {
-        let key = entry.split('=').next().unwrap_or(entry);
-        match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
-            Some(slot) => *slot = entry.clone(),
-            None => env.push(entry.clone()),
-        }
-    }
-    env
 }
 
 #[derive(Debug, Args)]

@@ -164,11 +164,7 @@ pub fn apply(
         let mut process = spec.process().clone().unwrap_or_default();
         let mut env = process.env().clone().unwrap_or_default();
         for entry in &extras.env {
-            let key = entry.split('=').next().unwrap_or(entry);
-            match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
-                Some(slot) => *slot = entry.clone(),
-                None => env.push(entry.clone()),
-            }
+            super::process::set(&mut env, entry, "the GPU injection")?;
         }
         process.set_env(Some(env));
         spec.set_process(Some(process));

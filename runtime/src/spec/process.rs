@@ -71,6 +71,18 @@ pub(crate) fn lookup<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     })
 }
 
+/// `base` with `extra` applied as [`set`] applies them (same key replaced in place), for
+/// showing a container's environment; an entry `set` would refuse is kept as it is.
+pub fn merged(base: Vec<String>, extra: &[String]) -> Vec<String> {
+    let mut env = base;
+    for entry in extra {
+        if set(&mut env, entry, "").is_err() {
+            env.push(entry.clone());
+        }
+    }
+    env
+}
+
 /// Replace the entry with the same key in place, or append.
 pub(crate) fn set(env: &mut Vec<String>, entry: &str, origin: &str) -> Result<(), SpecError> {
     let key = match entry.split_once('=') {
