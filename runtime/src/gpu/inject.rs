@@ -35,9 +35,10 @@ pub fn lease_id(assigned: &Assigned) -> String {
 }
 
 /// What requirements are checked against: NVML's CUDA version where the driver answers,
-/// else the CUDA version NVIDIA documents for the driver's branch.
-fn facts(inventory: &Inventory, root: &Path) -> DriverFacts {
-    let from_nvml = if root == Path::new("/") {
+/// else the CUDA version NVIDIA documents for the driver's branch. NVML is only loaded
+/// when a requirement is there to check.
+fn facts(inventory: &Inventory, root: &Path, request: &GpuRequest) -> DriverFacts {
+    let from_nvml = if root == Path::new("/") && !request.requirements.is_empty() {
         super::nvml::discover().nvidia.cuda
     } else {
         None
@@ -92,21 +93,20 @@ pub fn claim(
     caller_env: &[String],
     leased_elsewhere: &BTreeSet<String>,
 ) -> Result<Option<GpuClaim>, GpuError> {
-    let Some(request) = request(options, env, caller_env)? else {
-        return Ok(None);
-    };
     if !options.cdi_devices.is_empty() {
         return Err(GpuError::Unsupported(
             "--device with CDI names is not supported yet: use --gpus".to_owned(),
         ));
     }
-    let (_, plan) = plan_with(options, &request, |inventory| {
-        if options.share {
-            BTreeSet::new()
-        } else {
-            indexes_of(inventory, leased_elsewhere)
-        }
-    })?;
+    let Some((request, inventory)) = request(options, env, caller_env)? else {
+        return Ok(None);
+    };
+    let in_use = if options.share {
+        BTreeSet::new()
+    } else {
+        indexes_of(&inventory, leased_elsewhere)
+    };
+    let plan = plan_on(options, &inventory, &request, in_use)?;
     Ok(Some(GpuClaim {
         candidates: plan.assigned.iter().map(lease_id).collect(),
         count: None,
@@ -119,11 +119,12 @@ pub fn claim(
 /// the image alone (CUDA images set `NVIDIA_VISIBLE_DEVICES=all`) is dropped on a machine
 /// without an NVIDIA driver, as docker without the NVIDIA runtime ignores it: such images
 /// still run there, on the CPU. Asked for by the caller, a missing driver is an error.
+/// The request and the driver tree it will be planned on (discovered once).
 fn request(
     options: &GpuOptions,
     env: &[String],
     caller_env: &[String],
-) -> Result<Option<GpuRequest>, GpuError> {
+) -> Result<Option<(GpuRequest, Inventory)>, GpuError> {
     let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
         return Ok(None);
     };
@@ -131,30 +132,26 @@ fn request(
         || caller_env
             .iter()
             .any(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="));
-    if !asked {
-        match DriverTree::discover(&driver_root(options)) {
-            Err(GpuError::NoDriver { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
+    match DriverTree::discover(&driver_root(options)) {
+        Ok(inventory) => Ok(Some((request, inventory))),
+        Err(GpuError::NoDriver { .. }) if !asked => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(request))
 }
 
-/// Discover the driver tree and plan `request` on it, with the GPUs `in_use` says.
-fn plan_with(
+/// Plan `request` on `inventory` with the GPUs of `in_use` taken.
+fn plan_on(
     options: &GpuOptions,
+    inventory: &Inventory,
     request: &GpuRequest,
-    in_use: impl FnOnce(&Inventory) -> BTreeSet<u32>,
-) -> Result<(Inventory, Plan), GpuError> {
+    in_use: BTreeSet<u32>,
+) -> Result<Plan, GpuError> {
     let root = driver_root(options);
-    let inventory = DriverTree::discover(&root)?;
     let options = PlanOptions {
-        facts: facts(&inventory, &root),
-        in_use: in_use(&inventory),
+        facts: facts(inventory, &root, request),
+        in_use,
     };
-    let plan = plan(&inventory, request, &options)?;
-    Ok((inventory, plan))
+    plan(inventory, request, &options)
 }
 
 /// Indexes of the inventory's GPUs whose lease id is in `ids`.
@@ -190,21 +187,23 @@ pub fn extras(
     caller_env: &[String],
     leased: &[String],
 ) -> Result<Option<Injection>, GpuError> {
-    let Some(request) = request(options, env, caller_env)? else {
+    let Some((mut request, inventory)) = request(options, env, caller_env)? else {
         return Ok(None);
     };
+    // The requirements were checked when the container was created, milliseconds ago:
+    // not again here (that would load NVML a second time on the start path).
+    request.requirements.clear();
     let root = driver_root(options);
     let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
     // Every whole GPU not leased to us counts as in use, so a count lands on ours.
-    let (inventory, plan) = plan_with(options, &request, |inventory| {
-        let ours = indexes_of(inventory, &leased_set);
-        inventory
-            .gpus
-            .iter()
-            .map(|g| g.index)
-            .filter(|index| !ours.contains(index))
-            .collect()
-    })?;
+    let ours = indexes_of(&inventory, &leased_set);
+    let in_use = inventory
+        .gpus
+        .iter()
+        .map(|g| g.index)
+        .filter(|index| !ours.contains(index))
+        .collect();
+    let plan = plan_on(options, &inventory, &request, in_use)?;
     if request.devices != Devices::None {
         for assigned in &plan.assigned {
             let id = lease_id(assigned);
