@@ -11,6 +11,25 @@ use oci_spec::runtime::Capability;
 use super::*;
 use crate::sandbox::capabilities::DEFAULT as DEFAULT_CAPS;
 
+/// Syscalls Docker's default profile denies (EPERM) to a container with the default
+/// capabilities; checked on the compiled filter and on a really installed one.
+pub(super) const DENIED_BY_DEFAULT: &[&str] = &[
+    "keyctl",
+    "add_key",
+    "bpf",
+    "perf_event_open",
+    "mount",
+    "umount2",
+    "unshare",
+    "setns",
+    "kexec_load",
+    "init_module",
+    "finit_module",
+    "open_by_handle_at",
+    "reboot",
+    "swapon",
+];
+
 /// Set in the environment of the child: what it installs and calls.
 const PROBE_ENV: &str = "FARM_SECCOMP_PROBE";
 const PROBE_TEST: &str = "sandbox::seccomp::tests::probe_child";
@@ -230,28 +249,14 @@ fn default_filters_deny_what_docker_denies_in_a_real_process() {
     let get = |name: &str| results.get(name).map(String::as_str).unwrap_or("missing");
     assert_eq!(get("installed"), "2");
     let eperm = errno(libc::EPERM);
-    for name in [
-        "keyctl",
-        "add_key",
-        "bpf",
-        "perf_event_open",
-        "mount",
-        "umount2",
-        "unshare",
-        "setns",
-        "kexec_load",
-        "init_module",
-        "finit_module",
-        "open_by_handle_at",
-        "reboot",
-        "swapon",
+    for name in DENIED_BY_DEFAULT.iter().copied().chain([
         "personality_no_aslr",
         "socket_vsock",
         "socket_vsock_high",
         "clone_newuser",
         #[cfg(target_arch = "x86_64")]
         "x32_getpid",
-    ] {
+    ]) {
         assert_eq!(get(name), eperm, "{name}");
     }
     // Allowed: the kernel's own answer comes back.

@@ -272,22 +272,7 @@ fn default_profile_denies_what_docker_denies() {
     let eperm = ret(Action::Errno(libc::EPERM as u16));
     let enosys = ret(Action::Errno(libc::ENOSYS as u16));
     let allow = libc::SECCOMP_RET_ALLOW;
-    for name in [
-        "keyctl",
-        "add_key",
-        "bpf",
-        "perf_event_open",
-        "mount",
-        "umount2",
-        "unshare",
-        "setns",
-        "kexec_load",
-        "init_module",
-        "finit_module",
-        "open_by_handle_at",
-        "reboot",
-        "swapon",
-    ] {
+    for name in crate::sandbox::seccomp::tests::DENIED_BY_DEFAULT {
         assert_eq!(call(name, [0; 6]), eperm, "{name}");
     }
     for name in [
