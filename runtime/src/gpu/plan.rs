@@ -479,6 +479,22 @@ mod tests {
         }
     }
 
+    /// The mounts of the default capabilities (utility, compute) on [`linux_tree`].
+    fn default_mounts() -> Vec<String> {
+        let mut expected = strings(&[
+            "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
+            "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15",
+            "/usr/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.550.54.15",
+            "/usr/local/nvidia/lib64/libnvidia-nvvm.so.550.54.15",
+            "/usr/bin/nvidia-smi",
+            "/usr/bin/nvidia-cuda-mps-control",
+            "/run/nvidia-persistenced/socket",
+            "/tmp/nvidia-mps",
+        ]);
+        expected.extend(firmware());
+        expected
+    }
+
     /// Two GPUs whose minors are in the reverse of PCI bus order (NVML's index 0 is
     /// /dev/nvidia1), MIG on /dev/nvidia0, libraries in the ld cache and in
     /// /usr/local/nvidia/lib64, binaries, firmware and a Vulkan ICD file.
@@ -723,18 +739,7 @@ mod tests {
             rules(&plan),
             with_control_rules(&["c 195:1 rwm", "c 195:0 rwm"])
         );
-        let mut expected = strings(&[
-            "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
-            "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15",
-            "/usr/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.550.54.15",
-            "/usr/local/nvidia/lib64/libnvidia-nvvm.so.550.54.15",
-            "/usr/bin/nvidia-smi",
-            "/usr/bin/nvidia-cuda-mps-control",
-            "/run/nvidia-persistenced/socket",
-            "/tmp/nvidia-mps",
-        ]);
-        expected.extend(firmware());
-        assert_eq!(mounts(r, &plan), expected);
+        assert_eq!(mounts(r, &plan), default_mounts());
         assert_eq!(
             symlinks(&plan),
             strings(&[
@@ -1052,18 +1057,7 @@ mod tests {
             &PlanOptions::default(),
         )
         .unwrap();
-        let mut expected = strings(&[
-            "/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15",
-            "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.550.54.15",
-            "/usr/lib/x86_64-linux-gnu/libnvidia-ptxjitcompiler.so.550.54.15",
-            "/usr/local/nvidia/lib64/libnvidia-nvvm.so.550.54.15",
-            "/usr/bin/nvidia-smi",
-            "/usr/bin/nvidia-cuda-mps-control",
-            "/run/nvidia-persistenced/socket",
-            "/tmp/nvidia-mps",
-        ]);
-        expected.extend(firmware());
-        assert_eq!(mounts(r, &plan), expected);
+        assert_eq!(mounts(r, &plan), default_mounts());
     }
 
     #[test]
