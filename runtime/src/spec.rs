@@ -14,7 +14,7 @@ pub mod extras;
 mod files;
 mod mounts;
 mod process;
-mod resources;
+pub(crate) mod resources;
 mod root;
 mod user;
 
