@@ -422,6 +422,7 @@ fn start(
         .and_then(|p| p.env().clone())
         .unwrap_or_default();
     let mut ldconfig = None;
+    let mut proc_view = None;
     if let Some(injection) =
         crate::gpu::inject::extras(&record.options.gpu, &env, &record.options.env, leased_gpus)
             .map_err(Failure::farm)?
@@ -429,6 +430,7 @@ fn start(
         spec::extras::apply(&mut spec, &injection.extras, &rootfs, &record.ids)
             .map_err(Failure::farm)?;
         ldconfig = injection.ldconfig;
+        proc_view = injection.proc_view;
     }
     spec::check_executable(&rootfs, &spec).map_err(spec_failure)?;
     let caps: Vec<_> = spec
@@ -484,6 +486,9 @@ fn start(
     let pid = created
         .pid()
         .ok_or_else(|| Failure::farm("libcontainer gave no pid for the container"))?;
+    if let Some(view) = &proc_view {
+        crate::sandbox::procview::install(pid, view).map_err(Failure::farm)?;
+    }
     let mut terminal = None;
     if let Some((path, listener)) = console {
         let master = receive_pty(&listener).map_err(Failure::farm)?;

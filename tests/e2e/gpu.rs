@@ -57,6 +57,13 @@ fn fake_driver() -> tempfile::TempDir {
         &format!("NVRM version: NVIDIA UNIX x86_64 Kernel Module  {VERSION}  Tue Mar  5 22:23:56 UTC 2024\n"),
         0o444,
     );
+    write(
+        r,
+        &format!("{proc}/params"),
+        "ResmanDebugLevel: 4294967295\nModifyDeviceFiles: 1\nDeviceFileUID: 0\n",
+        0o444,
+    );
+    write(r, &format!("{proc}/registry"), "Binary: \"\"\n", 0o444);
     for (bus, uuid, minor) in [
         ("0000:17:00.0", "GPU-aaaa", 0),
         ("0000:65:00.0", "GPU-bbbb", 1),
@@ -411,4 +418,49 @@ fn ldconfig_runs_inside_the_container_with_an_empty_environment() {
     // It ran in the container (its /tmp is the container's), as the container's root,
     // which the host sees as an unprivileged uid.
     assert!(run.stdout.contains("Uid:\t0"), "{run:#?}");
+}
+
+#[test]
+fn proc_driver_nvidia_shows_only_the_given_gpus_read_only() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    let root = driver.path().to_str().unwrap();
+    let script = "cd /proc/driver/nvidia && ls gpus && cat params version registry \
+        && cat gpus/*/information && (echo x > params) 2>/dev/null || echo read-only; \
+        grep -c ' /proc/driver' /proc/self/mountinfo";
+    let run = farm.run_probe(
+        &["--driver-root", root, "--gpus", "device=GPU-bbbb"],
+        &["sh", "-c", script],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0], "0000:65:00.0",
+        "only the given GPU's folder: {run:#?}"
+    );
+    assert!(
+        run.stdout.contains("ModifyDeviceFiles: 0\n")
+            && !run.stdout.contains("ModifyDeviceFiles: 1"),
+        "params without device file creation: {run:#?}"
+    );
+    assert!(run.stdout.contains("NVRM version"), "{run:#?}");
+    assert!(run.stdout.contains("GPU UUID: \t GPU-bbbb"), "{run:#?}");
+    assert!(!run.stdout.contains("GPU-aaaa"), "{run:#?}");
+    assert!(run.stdout.contains("read-only\n"), "{run:#?}");
+    // The tmpfs, version, registry and the one GPU folder.
+    assert_eq!(lines.last(), Some(&"4"), "{run:#?}");
+
+    // Without --gpus the container's /proc is untouched.
+    let plain = farm.run_probe(
+        &["--driver-root", root],
+        &[
+            "sh",
+            "-c",
+            "grep -c ' /proc/driver' /proc/self/mountinfo || true",
+        ],
+    );
+    assert_eq!(plain.code, 0, "{plain:#?}");
+    assert_eq!(plain.stdout.trim(), "0", "{plain:#?}");
 }

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::driver::{DeviceNode, DriverTree, Inventory};
-use super::plan::{plan, Assigned, Plan, PlanOptions};
+use super::plan::{plan, Assigned, Plan, PlanOptions, ProcEntry};
 use super::request::{Devices, DriverFacts, GpuError, GpuRequest};
 use crate::options::GpuOptions;
+use crate::sandbox::procview::ProcView;
 use crate::spec::extras::{ExtraBind, ExtraDevice, ExtraSymlink, Extras};
 use crate::state::GpuClaim;
 
@@ -177,6 +178,8 @@ pub struct Injection {
     pub extras: Extras,
     /// Folders of injected libraries for the image's ldconfig (run in the sandbox).
     pub ldconfig: Option<Vec<String>>,
+    /// `/proc/driver/nvidia` as the toolkit presents it, put in place after create.
+    pub proc_view: Option<ProcView>,
     pub plan: Plan,
 }
 
@@ -242,11 +245,55 @@ pub fn extras(
         });
     }
     let ldconfig = plan.ldconfig.as_ref().map(|l| l.folders.clone());
+    let proc_view = proc_view(&plan.proc)?;
     Ok(Some(Injection {
         extras,
         ldconfig,
+        proc_view,
         plan,
     }))
+}
+
+/// The plan's /proc steps as one view: a tmpfs over the folder, then files and binds in it.
+fn proc_view(entries: &[ProcEntry]) -> Result<Option<ProcView>, GpuError> {
+    let mut view: Option<ProcView> = None;
+    for entry in entries {
+        if let ProcEntry::Tmpfs { path } = entry {
+            view = Some(ProcView {
+                path: path.clone(),
+                ..ProcView::default()
+            });
+            continue;
+        }
+        let Some(view) = view.as_mut() else {
+            return Err(GpuError::Unsupported(format!(
+                "/proc entry {entry:?} comes before its tmpfs"
+            )));
+        };
+        let inside = |path: &str| {
+            path.strip_prefix(&view.path)
+                .and_then(|p| p.strip_prefix('/'))
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    GpuError::Unsupported(format!("/proc entry {path} is outside {}", view.path))
+                })
+        };
+        match entry {
+            ProcEntry::Bind {
+                source,
+                destination,
+            } => {
+                let inside = inside(destination)?;
+                view.binds.push((source.clone(), inside));
+            }
+            ProcEntry::File { path, contents } => {
+                let inside = inside(path)?;
+                view.files.push((inside, contents.clone().into_bytes()));
+            }
+            ProcEntry::Tmpfs { .. } => unreachable!("handled above"),
+        }
+    }
+    Ok(view)
 }
 
 /// Host path of every device node the inventory knows, by container path.
@@ -304,5 +351,53 @@ mod tests {
         assert_eq!(lease_id(&gpu(Some("GPU-x"), None)), "GPU-x");
         assert_eq!(lease_id(&gpu(None, None)), "gpu1");
         assert_eq!(lease_id(&gpu(None, Some((2, 0)))), "gpu1:gi2:ci0");
+    }
+
+    #[test]
+    fn proc_steps_become_one_view_relative_to_its_folder() {
+        let steps = vec![
+            ProcEntry::Tmpfs {
+                path: "/proc/driver/nvidia".into(),
+            },
+            ProcEntry::Bind {
+                source: "/host/version".into(),
+                destination: "/proc/driver/nvidia/version".into(),
+            },
+            ProcEntry::File {
+                path: "/proc/driver/nvidia/params".into(),
+                contents: "ModifyDeviceFiles: 0\n".into(),
+            },
+            ProcEntry::Bind {
+                source: "/host/gpus/0000:17:00.0".into(),
+                destination: "/proc/driver/nvidia/gpus/0000:17:00.0".into(),
+            },
+        ];
+        let view = proc_view(&steps).unwrap().unwrap();
+        assert_eq!(view.path, "/proc/driver/nvidia");
+        assert_eq!(
+            view.binds,
+            [
+                (PathBuf::from("/host/version"), "version".to_owned()),
+                (
+                    PathBuf::from("/host/gpus/0000:17:00.0"),
+                    "gpus/0000:17:00.0".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            view.files,
+            [("params".to_owned(), b"ModifyDeviceFiles: 0\n".to_vec())]
+        );
+        assert_eq!(proc_view(&[]).unwrap(), None);
+        // A step outside the folder, or before its tmpfs, is refused.
+        let outside = vec![
+            steps[0].clone(),
+            ProcEntry::Bind {
+                source: "/etc".into(),
+                destination: "/proc/driver/nvidiax/etc".into(),
+            },
+        ];
+        assert!(proc_view(&outside).is_err());
+        assert!(proc_view(&steps[1..]).is_err());
     }
 }

@@ -272,9 +272,6 @@ pub fn idmapped_clone(dir: &Path, userns: &OwnedFd) -> Result<OwnedFd, UsernsErr
     Ok(tree)
 }
 
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -283,15 +280,33 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// mount_setattr(2) with MOUNT_ATTR_IDMAP (neither rustix nor nix wrap it yet).
-#[allow(unsafe_code)]
+/// Read-only and idmapped with `userns`.
 fn set_idmap(tree: &OwnedFd, userns: &OwnedFd) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+    set_mount_attr(
+        tree,
+        rustix::mount::MountAttrFlags::MOUNT_ATTR_RDONLY,
+        Some(userns),
+    )
+}
+
+/// mount_setattr(2) on the detached mount `tree`: set `flags`, and MOUNT_ATTR_IDMAP with
+/// `userns` when given (neither rustix nor nix wrap mount_setattr yet).
+#[allow(unsafe_code)]
+pub(crate) fn set_mount_attr(
+    tree: &OwnedFd,
+    flags: rustix::mount::MountAttrFlags,
+    userns: Option<&OwnedFd>,
+) -> io::Result<()> {
+    let mut attr = MountAttr {
+        attr_set: u64::from(flags.bits()),
         attr_clr: 0,
         propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
+        userns_fd: 0,
     };
+    if let Some(userns) = userns {
+        attr.attr_set |= u64::from(rustix::mount::MountAttrFlags::MOUNT_ATTR_IDMAP.bits());
+        attr.userns_fd = userns.as_raw_fd() as u64;
+    }
     // SAFETY: the path is a valid NUL-terminated empty string, `attr` is a live
     // `struct mount_attr` of the size passed, both fds are open for the call.
     let rc = unsafe {
