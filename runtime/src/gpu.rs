@@ -3,8 +3,11 @@
 //! [`request`] reads what a job asks for (`--gpus`, `NVIDIA_*` variables), [`driver`] finds
 //! the host's driver tree (device nodes, libraries, binaries, firmware), [`plan`] turns both
 //! into the exact devices, device cgroup rules, read-only mounts and symlinks a container
-//! gets.
+//! gets; [`cdi`] does the same for `--device vendor/class=name` from the host's CDI specs
+//! (any vendor's, translated under farm's rules, hooks never run); [`inject`] leases and
+//! merges both for `farm run`.
 
+pub mod cdi;
 pub mod driver;
 pub mod inject;
 pub mod nvml;

@@ -204,8 +204,11 @@ fn supervise_and_finish(
         Ok((record, state)) => {
             let leased = state.gpus(id).unwrap_or_default();
             let energy_end = crate::gpu::inject::energy_now(&record.options.gpu, &leased);
+            // A CDI device's own lease is no GPU: the GPUs it brings are leased (and
+            // metered) under their own ids.
             exit.gpus = leased
                 .into_iter()
+                .filter(|id| !id.starts_with(crate::gpu::cdi::LEASE_PREFIX))
                 .map(|gpu| GpuUsage {
                     energy_joules: match (started.energy.get(&gpu), energy_end.get(&gpu)) {
                         (Some(start), Some(end)) => {

@@ -15,7 +15,7 @@ mod files;
 mod mounts;
 mod process;
 pub(crate) mod resources;
-mod root;
+pub(crate) mod root;
 mod user;
 
 use std::collections::{HashMap, HashSet};

@@ -354,8 +354,12 @@ impl StateStore {
                 None => {
                     for gpu in &claim.candidates {
                         if let Some(name) = holder(gpu) {
+                            let what = match gpu.strip_prefix(crate::gpu::cdi::LEASE_PREFIX) {
+                                Some(device) => format!("CDI device {device}"),
+                                None => format!("GPU {gpu}"),
+                            };
                             return Err(StateError::GpuBusy(format!(
-                                "GPU {gpu} is leased to running container {name}: wait for it (`farm wait {name}`), choose another GPU, or pass --gpu-share if both may share it"
+                                "{what} is leased to running container {name}: wait for it (`farm wait {name}`), choose another GPU, or pass --gpu-share if both may share it"
                             )));
                         }
                     }

@@ -124,10 +124,12 @@ pub struct RunArgs {
     /// GPUs: all, a count (2), or device=0,2 / device=GPU-UUID
     #[arg(long)]
     gpus: Option<String>,
-    /// Let the GPUs also go to other containers started with --gpu-share
+    /// Let the GPUs (and CDI devices) also go to other containers started with --gpu-share
     #[arg(long = "gpu-share")]
     gpu_share: bool,
-    /// A CDI device (nvidia.com/gpu=0) from the specs in /etc/cdi and /var/run/cdi
+    /// A CDI device by its full name (nvidia.com/gpu=0, nvidia.com/gpu=all), as described
+    /// by the specs in /etc/cdi and /var/run/cdi: its device nodes, read-only library
+    /// binds and symlinks, leased like --gpus; spec hooks are never run (repeatable)
     #[arg(long = "device")]
     device: Vec<String>,
     /// Look for the NVIDIA driver under this folder instead of / (for tests)

@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use crate::support::containers::{probe_image_layers, RunFarm};
 use crate::support::images::LayerBuilder;
 
+mod cdi;
+
 const VERSION: &str = "550.54.15";
 const LIB: &str = "usr/lib/x86_64-linux-gnu";
 const UVM: u64 = 511;

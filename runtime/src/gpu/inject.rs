@@ -1,15 +1,18 @@
-//! The GPU part of `farm run`: at create time, which GPUs to lease ([`claim`]); in the
-//! monitor, what the container gets for the leased ones ([`extras`]), as generic
-//! [`Extras`] for the spec (devices, read-only binds, symlinks) plus the folders the
-//! image's own ldconfig must index.
+//! The GPU part of `farm run`: at create time, which GPUs and CDI devices to lease
+//! ([`claim`]); in the monitor, what the container gets for the leased ones ([`extras`]),
+//! as generic [`Extras`] for the spec (devices, read-only binds, symlinks, env) plus the
+//! folders the image's own ldconfig must index. `--gpus` (and `NVIDIA_VISIBLE_DEVICES`) go
+//! through [`super::plan`], `--device vendor/class=name` through [`super::cdi`]; the two
+//! are merged, de-duplicated by container path.
 //!
 //! The plan is computed twice (create and monitor) from the same inputs; the monitor
-//! marks every GPU that is not leased to the container as in use, so `--gpus N` lands on
-//! exactly the leased GPUs.
+//! marks every GPU that is not leased to the container for `--gpus` as in use, so
+//! `--gpus N` lands on exactly the leased GPUs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use super::cdi::{self, CdiInjection, DeviceName, Registry};
 use super::driver::{DeviceNode, DriverTree, Inventory};
 use super::plan::{plan, Assigned, Plan, PlanOptions, ProcEntry};
 use super::request::{Devices, DriverFacts, GpuError, GpuRequest};
@@ -86,33 +89,87 @@ pub fn cuda_for_driver(driver: &str) -> Option<String> {
         .map(|(_, _, cuda)| (*cuda).to_owned())
 }
 
-/// At create time: the lease a container needs, or `None` when it asks for no GPU.
-/// `leased_elsewhere` are the lease ids other running containers hold (for `--gpus N`).
+/// At create time: the lease a container needs, or `None` when it asks for no GPU and no
+/// CDI device. `leased_elsewhere` are the lease ids other running containers hold (for
+/// `--gpus N`). What a CDI spec asks for and farm does not apply is said on stderr here
+/// (once: the monitor is quiet about it).
 pub fn claim(
     options: &GpuOptions,
     env: &[String],
     caller_env: &[String],
     leased_elsewhere: &BTreeSet<String>,
 ) -> Result<Option<GpuClaim>, GpuError> {
-    if !options.cdi_devices.is_empty() {
-        return Err(GpuError::Unsupported(
-            "--device with CDI names is not supported yet: use --gpus".to_owned(),
-        ));
+    let names = cdi::parse_names(&options.cdi_devices)?;
+    let gpus = request(options, env, caller_env, !names.is_empty())?;
+    let cdi = cdi_devices(options, &names, gpus.as_ref().map(|(_, i)| i), true)?;
+    let mut candidates = Vec::new();
+    if let Some((request, inventory)) = &gpus {
+        let mut in_use = if options.share {
+            BTreeSet::new()
+        } else {
+            indexes_of(inventory, leased_elsewhere)
+        };
+        // `--gpus N` next to `--device`: N GPUs other than the devices'.
+        if let Some(cdi) = &cdi {
+            in_use.extend(indexes_of(inventory, &cdi.gpu_leases));
+        }
+        let plan = plan_on(options, inventory, request, in_use)?;
+        candidates.extend(plan.assigned.iter().map(lease_id));
     }
-    let Some((request, inventory)) = request(options, env, caller_env)? else {
+    if gpus.is_none() && cdi.is_none() {
         return Ok(None);
-    };
-    let in_use = if options.share {
-        BTreeSet::new()
-    } else {
-        indexes_of(&inventory, leased_elsewhere)
-    };
-    let plan = plan_on(options, &inventory, &request, in_use)?;
+    }
+    for id in cdi.into_iter().flat_map(|c| c.leases) {
+        if !candidates.contains(&id) {
+            candidates.push(id);
+        }
+    }
     Ok(Some(GpuClaim {
-        candidates: plan.assigned.iter().map(lease_id).collect(),
+        candidates,
         count: None,
         shared: options.share,
     }))
+}
+
+/// The CDI devices `names` translated, or `None` when there are none. The driver tree (to
+/// know which nodes are GPUs) is `inventory` when the `--gpus` part already read it, else
+/// discovered here; there may be none (another vendor's devices). `warn` prints what is
+/// not applied on stderr.
+fn cdi_devices(
+    options: &GpuOptions,
+    names: &[DeviceName],
+    inventory: Option<&Inventory>,
+    warn: bool,
+) -> Result<Option<CdiInjection>, GpuError> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let root = driver_root(options);
+    let discovered;
+    let inventory = match inventory {
+        Some(inventory) => Some(inventory),
+        None => {
+            discovered = match DriverTree::discover(&root) {
+                Ok(inventory) => Some(inventory),
+                Err(GpuError::NoDriver { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            discovered.as_ref()
+        }
+    };
+    let registry = Registry::load(&root);
+    if warn {
+        for warning in &registry.warnings {
+            eprintln!("farm: warning: {warning}");
+        }
+    }
+    let injection = cdi::inject(&registry, names, inventory)?;
+    if warn {
+        for warning in &injection.warnings {
+            eprintln!("farm: warning: {warning}");
+        }
+    }
+    Ok(Some(injection))
 }
 
 /// What the container asks for. `env` is the whole environment (image then `-e`),
@@ -120,11 +177,14 @@ pub fn claim(
 /// the image alone (CUDA images set `NVIDIA_VISIBLE_DEVICES=all`) is dropped on a machine
 /// without an NVIDIA driver, as docker without the NVIDIA runtime ignores it: such images
 /// still run there, on the CPU. Asked for by the caller, a missing driver is an error.
+/// With CDI devices (`cdi`) the image's variable is ignored too: the caller chose the
+/// devices (as docker with CDI and without the NVIDIA runtime).
 /// The request and the driver tree it will be planned on (discovered once).
 fn request(
     options: &GpuOptions,
     env: &[String],
     caller_env: &[String],
+    cdi: bool,
 ) -> Result<Option<(GpuRequest, Inventory)>, GpuError> {
     let Some(request) = GpuRequest::resolve(options.gpus.as_deref(), env)? else {
         return Ok(None);
@@ -133,6 +193,9 @@ fn request(
         || caller_env
             .iter()
             .any(|e| e.starts_with("NVIDIA_VISIBLE_DEVICES="));
+    if cdi && !asked {
+        return Ok(None);
+    }
     match DriverTree::discover(&driver_root(options)) {
         Ok(inventory) => Ok(Some((request, inventory))),
         Err(GpuError::NoDriver { .. }) if !asked => Ok(None),
@@ -183,41 +246,94 @@ pub struct Injection {
     pub plan: Plan,
 }
 
-/// In the monitor: the injection for the GPUs `leased` to this container.
+/// In the monitor: the injection for the GPUs and CDI devices `leased` to this container.
 pub fn extras(
     options: &GpuOptions,
     env: &[String],
     caller_env: &[String],
     leased: &[String],
 ) -> Result<Option<Injection>, GpuError> {
-    let Some((mut request, inventory)) = request(options, env, caller_env)? else {
+    let names = cdi::parse_names(&options.cdi_devices)?;
+    let gpus = request(options, env, caller_env, !names.is_empty())?;
+    let cdi = cdi_devices(options, &names, gpus.as_ref().map(|(_, i)| i), false)?;
+    if gpus.is_none() && cdi.is_none() {
         return Ok(None);
+    }
+    let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
+    let changed = |id: &str| {
+        GpuError::Unsupported(format!(
+            "{id} is not leased to this container (the GPUs or CDI specs changed since it was created): run it again"
+        ))
     };
+    if let Some(cdi) = &cdi {
+        if let Some(id) = cdi.leases.iter().find(|id| !leased_set.contains(*id)) {
+            return Err(changed(id));
+        }
+    }
+    let mut injection = match gpus {
+        Some((request, inventory)) => {
+            let cdi_gpus = cdi
+                .as_ref()
+                .map(|c| c.gpu_leases.clone())
+                .unwrap_or_default();
+            gpu_injection(options, request, &inventory, &leased_set, &cdi_gpus)?
+        }
+        None => Injection {
+            extras: Extras::default(),
+            ldconfig: None,
+            proc_view: None,
+            plan: Plan::default(),
+        },
+    };
+    if let Some(cdi) = cdi {
+        cdi::merge(&mut injection.extras, cdi.extras)?;
+        if let Some(folders) = cdi.ldconfig {
+            let all = injection.ldconfig.get_or_insert_with(Vec::new);
+            for folder in folders {
+                if !all.contains(&folder) {
+                    all.push(folder);
+                }
+            }
+        }
+    }
+    Ok(Some(injection))
+}
+
+/// The `--gpus` part: `request` planned on the GPUs leased to the container for it (those
+/// of `leased` that are not only there for a CDI device, `cdi_gpus`).
+fn gpu_injection(
+    options: &GpuOptions,
+    mut request: GpuRequest,
+    inventory: &Inventory,
+    leased: &BTreeSet<String>,
+    cdi_gpus: &BTreeSet<String>,
+) -> Result<Injection, GpuError> {
     // The requirements were checked when the container was created, milliseconds ago:
     // not again here (that would load NVML a second time on the start path).
     request.requirements.clear();
     let root = driver_root(options);
-    let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
-    // Every whole GPU not leased to us counts as in use, so a count lands on ours.
-    let ours = indexes_of(&inventory, &leased_set);
+    // Every whole GPU not leased to us for --gpus counts as in use, so a count lands on
+    // ours.
+    let for_gpus: BTreeSet<String> = leased.difference(cdi_gpus).cloned().collect();
+    let ours = indexes_of(inventory, &for_gpus);
     let in_use = inventory
         .gpus
         .iter()
         .map(|g| g.index)
         .filter(|index| !ours.contains(index))
         .collect();
-    let plan = plan_on(options, &inventory, &request, in_use)?;
+    let plan = plan_on(options, inventory, &request, in_use)?;
     if request.devices != Devices::None {
         for assigned in &plan.assigned {
             let id = lease_id(assigned);
-            if !leased_set.contains(&id) {
+            if !leased.contains(&id) {
                 return Err(GpuError::Unsupported(format!(
                     "GPU {id} is not leased to this container (the GPUs changed since it was created): run it again"
                 )));
             }
         }
     }
-    let hosts = device_hosts(&inventory);
+    let hosts = device_hosts(inventory);
     let mut extras = Extras::default();
     for device in &plan.devices {
         let host = hosts
@@ -229,6 +345,7 @@ pub fn extras(
             path: device.path.clone(),
             major: device.major as i64,
             minor: device.minor as i64,
+            access: "rwm".to_owned(),
         });
     }
     for mount in &plan.mounts {
@@ -246,12 +363,12 @@ pub fn extras(
     }
     let ldconfig = plan.ldconfig.as_ref().map(|l| l.folders.clone());
     let proc_view = proc_view(&plan.proc)?;
-    Ok(Some(Injection {
+    Ok(Injection {
         extras,
         ldconfig,
         proc_view,
         plan,
-    }))
+    })
 }
 
 /// The plan's /proc steps as one view: a tmpfs over the folder, then files and binds in it.

@@ -52,6 +52,16 @@ pub enum GpuError {
     },
     #[error("{path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A `--device` value that is not a fully-qualified CDI name.
+    #[error(
+        "invalid --device {value:?}: {reason}; --device takes a CDI name such as \
+         nvidia.com/gpu=0; for GPUs by index use --gpus"
+    )]
+    InvalidCdiName { value: String, reason: String },
+    /// A CDI device that cannot be given: unknown, or its spec asks for something farm
+    /// refuses (a block device, a path outside /dev, a mismatched node).
+    #[error("{0}")]
+    Cdi(String),
 }
 
 /// A driver capability (`NVIDIA_DRIVER_CAPABILITIES`): which driver files a job gets.

@@ -25,13 +25,15 @@ pub struct Extras {
 }
 
 /// A character device: bind-mounted from `host` at `path` (under /dev) and allowed in the
-/// device cgroup (`c major:minor rwm`), and nothing else of the host's devices.
+/// device cgroup (`c major:minor ACCESS`), and nothing else of the host's devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraDevice {
     pub host: PathBuf,
     pub path: String,
     pub major: i64,
     pub minor: i64,
+    /// The cgroup access: `rwm`, or a part of it (a CDI spec's `permissions`).
+    pub access: String,
 }
 
 /// A read-only bind of a host file or folder at `path` in the container.
@@ -84,6 +86,12 @@ pub fn apply(
         let path = clean(&device.path)
             .filter(|p| is_under(p, "/dev") && p != "/dev")
             .ok_or_else(|| invalid(format!("device path {:?} is not under /dev", device.path)))?;
+        if device.access.is_empty() || !device.access.chars().all(|c| "rwm".contains(c)) {
+            return Err(invalid(format!(
+                "device {path}: access {:?} is not a part of rwm",
+                device.access
+            )));
+        }
         // /dev is libcontainer's own tmpfs: it makes the target there, not in the image.
         mounts.push(
             MountBuilder::default()
@@ -150,7 +158,7 @@ pub fn apply(
                     .typ(LinuxDeviceType::C)
                     .major(device.major)
                     .minor(device.minor)
-                    .access("rwm")
+                    .access(device.access.clone())
                     .build()
                     .map_err(|e| invalid(format!("device rule {}: {e}", device.path)))?,
             );
@@ -191,6 +199,7 @@ mod tests {
                 path: "/dev/nvidia0".into(),
                 major: 195,
                 minor: 0,
+                access: "rwm".into(),
             }],
             binds: vec![ExtraBind {
                 host: host.join("libcuda.so.550.54.15"),

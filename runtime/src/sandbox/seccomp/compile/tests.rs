@@ -25,10 +25,10 @@ impl Data {
             0 => self.nr,
             4 => self.arch,
             8 | 12 => 0,
-            16..=60 if offset % 4 == 0 => {
+            16..=60 if offset.is_multiple_of(4) => {
                 let arg = self.args[((offset - 16) / 8) as usize];
                 // Little-endian: the low half comes first.
-                if (offset - 16) % 8 == 0 {
+                if (offset - 16).is_multiple_of(8) {
                     arg as u32
                 } else {
                     (arg >> 32) as u32
