@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::cdi::{self, CdiInjection, DeviceName, Registry};
-use super::driver::{DeviceNode, DriverTree, Inventory};
-use super::plan::{plan, Assigned, Plan, PlanOptions, ProcEntry};
+use super::driver::{DeviceNode, DriverTree, Gpu, Inventory, MigDevice, Platform};
+use super::plan::{plan, proc_entries, Assigned, Plan, PlanOptions, ProcEntry};
 use super::request::{Devices, DriverFacts, GpuError, GpuRequest};
 use crate::options::GpuOptions;
 use crate::sandbox::procview::ProcView;
@@ -255,10 +255,21 @@ pub fn extras(
 ) -> Result<Option<Injection>, GpuError> {
     let names = cdi::parse_names(&options.cdi_devices)?;
     let gpus = request(options, env, caller_env, !names.is_empty())?;
-    let cdi = cdi_devices(options, &names, gpus.as_ref().map(|(_, i)| i), false)?;
+    // CDI alone: the driver tree (where there is one) for the /proc view of its GPUs.
+    let standalone = match (&gpus, names.is_empty()) {
+        (None, false) => match DriverTree::discover(&driver_root(options)) {
+            Ok(inventory) => Some(inventory),
+            Err(GpuError::NoDriver { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    let inventory = gpus.as_ref().map(|(_, i)| i).or(standalone.as_ref());
+    let cdi = cdi_devices(options, &names, inventory, false)?;
     if gpus.is_none() && cdi.is_none() {
         return Ok(None);
     }
+    let inventory = inventory.cloned();
     let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
     let changed = |id: &str| {
         GpuError::Unsupported(format!(
@@ -285,6 +296,15 @@ pub fn extras(
             plan: Plan::default(),
         },
     };
+    if let (Some(cdi), Some(inventory)) = (&cdi, &inventory) {
+        if !cdi.gpu_leases.is_empty() {
+            injection.proc_view = proc_view(&proc_entries_with_cdi(
+                inventory,
+                &injection.plan,
+                &cdi.gpu_leases,
+            ))?;
+        }
+    }
     if let Some(cdi) = cdi {
         cdi::merge(&mut injection.extras, cdi.extras)?;
         if let Some(folders) = cdi.ldconfig {
@@ -369,6 +389,41 @@ fn gpu_injection(
         proc_view,
         plan,
     })
+}
+
+/// The /proc steps for the GPUs of `plan` and those a CDI device brings (`cdi_gpus`, lease
+/// ids): the view shows every GPU the container was given, by either way.
+fn proc_entries_with_cdi(
+    inventory: &Inventory,
+    plan: &Plan,
+    cdi_gpus: &BTreeSet<String>,
+) -> Vec<ProcEntry> {
+    if inventory.platform != Platform::Linux {
+        return Vec::new();
+    }
+    let mut chosen: Vec<(&Gpu, Option<&MigDevice>)> = Vec::new();
+    for assigned in &plan.assigned {
+        if let Some(gpu) = inventory.gpus.iter().find(|g| g.index == assigned.index) {
+            let mig = assigned.mig.and_then(|(gi, ci)| {
+                gpu.mig
+                    .iter()
+                    .find(|m| m.gpu_instance == gi && m.compute_instance == ci)
+            });
+            chosen.push((gpu, mig));
+        }
+    }
+    for gpu in &inventory.gpus {
+        let whole = lease_id(&Assigned {
+            index: gpu.index,
+            uuid: gpu.uuid.clone(),
+            bus_id: None,
+            mig: None,
+        });
+        if cdi_gpus.contains(&whole) && !chosen.iter().any(|(g, _)| g.index == gpu.index) {
+            chosen.push((gpu, None));
+        }
+    }
+    proc_entries(inventory, &chosen)
 }
 
 /// The plan's /proc steps as one view: a tmpfs over the folder, then files and binds in it.

@@ -247,54 +247,65 @@ fn plan_linux(
     }
     add_files(&mut plan, inventory, &request.capabilities);
 
-    // /proc/driver/nvidia: only the chosen GPUs' folders, params without device file creation
+    plan.proc = proc_entries(inventory, &chosen);
+    Ok(plan)
+}
+
+/// `/proc/driver/nvidia` for `chosen`: a tmpfs over the folder, the driver's `version` and
+/// `registry`, `params` without device file creation, and only the chosen GPUs' folders (and
+/// their MIG `access` files). Empty where the driver tree has none of them.
+pub fn proc_entries(
+    inventory: &Inventory,
+    chosen: &[(&Gpu, Option<&MigDevice>)],
+) -> Vec<ProcEntry> {
+    let mut entries = Vec::new();
     let proc = &inventory.proc_driver;
-    if proc.version.is_some() || chosen.iter().any(|(g, _)| g.proc_dir.is_some()) {
-        plan.proc.push(ProcEntry::Tmpfs {
-            path: PROC_DRIVER.into(),
+    if !(proc.version.is_some() || chosen.iter().any(|(g, _)| g.proc_dir.is_some())) {
+        return entries;
+    }
+    entries.push(ProcEntry::Tmpfs {
+        path: PROC_DRIVER.into(),
+    });
+    for (name, source) in [("version", &proc.version), ("registry", &proc.registry)] {
+        if let Some(source) = source {
+            entries.push(ProcEntry::Bind {
+                source: source.clone(),
+                destination: format!("{PROC_DRIVER}/{name}"),
+            });
+        }
+    }
+    if let Some(params) = &proc.params {
+        entries.push(ProcEntry::File {
+            path: format!("{PROC_DRIVER}/params"),
+            contents: without_device_file_creation(params),
         });
-        for (name, source) in [("version", &proc.version), ("registry", &proc.registry)] {
-            if let Some(source) = source {
-                plan.proc.push(ProcEntry::Bind {
-                    source: source.clone(),
-                    destination: format!("{PROC_DRIVER}/{name}"),
+    }
+    let host = |path: &str| inventory.root.join(path.trim_start_matches('/'));
+    for (gpu, mig) in chosen {
+        if let Some(dir) = &gpu.proc_dir {
+            let known = entries
+                .iter()
+                .any(|p| matches!(p, ProcEntry::Bind { destination, .. } if destination == dir));
+            if !known {
+                entries.push(ProcEntry::Bind {
+                    source: host(dir),
+                    destination: dir.clone(),
                 });
             }
         }
-        if let Some(params) = &proc.params {
-            plan.proc.push(ProcEntry::File {
-                path: format!("{PROC_DRIVER}/params"),
-                contents: without_device_file_creation(params),
-            });
-        }
-        let host = |path: &str| inventory.root.join(path.trim_start_matches('/'));
-        for (gpu, mig) in &chosen {
-            if let Some(dir) = &gpu.proc_dir {
-                if !plan
-                    .proc
-                    .iter()
-                    .any(|p| matches!(p, ProcEntry::Bind { destination, .. } if destination == dir))
-                {
-                    plan.proc.push(ProcEntry::Bind {
-                        source: host(dir),
-                        destination: dir.clone(),
-                    });
-                }
-            }
-            if let Some(mig) = mig {
-                for access in [
-                    format!("{}/access", mig.proc_dir),
-                    format!("{}/ci{}/access", mig.proc_dir, mig.compute_instance),
-                ] {
-                    plan.proc.push(ProcEntry::Bind {
-                        source: host(&access),
-                        destination: access,
-                    });
-                }
+        if let Some(mig) = mig {
+            for access in [
+                format!("{}/access", mig.proc_dir),
+                format!("{}/ci{}/access", mig.proc_dir, mig.compute_instance),
+            ] {
+                entries.push(ProcEntry::Bind {
+                    source: host(&access),
+                    destination: access,
+                });
             }
         }
     }
-    Ok(plan)
+    entries
 }
 
 /// The driver's params with `ModifyDeviceFiles: 0`, so that nothing in the container tries

@@ -84,13 +84,14 @@ fn cdi_device_gets_exactly_its_nodes_rules_read_only_libraries_and_links() {
         &[
             "sh",
             "-c",
-            "ls /dev | grep nvidia; cat /usr/lib/x86_64-linux-gnu/libcuda.so.1; readlink /usr/lib/x86_64-linux-gnu/libcuda.so; echo visible=$NVIDIA_VISIBLE_DEVICES",
+            "ls /dev | grep nvidia; cat /usr/lib/x86_64-linux-gnu/libcuda.so.1; readlink /usr/lib/x86_64-linux-gnu/libcuda.so; echo visible=$NVIDIA_VISIBLE_DEVICES; ls /proc/driver/nvidia/gpus; grep ModifyDeviceFiles /proc/driver/nvidia/params",
         ],
     );
     assert_eq!(run.code, 0, "{run:#?}");
+    // /proc/driver/nvidia shows the CDI device's GPU only, as for --gpus.
     assert_eq!(
         run.stdout,
-        "nvidia-modeset\nnvidia-uvm\nnvidia-uvm-tools\nnvidia0\nnvidiactl\nfake libcuda.so\nlibcuda.so.1\nvisible=void\n",
+        "nvidia-modeset\nnvidia-uvm\nnvidia-uvm-tools\nnvidia0\nnvidiactl\nfake libcuda.so\nlibcuda.so.1\nvisible=void\n0000:17:00.0\nModifyDeviceFiles: 0\n",
         "{run:#?}"
     );
     assert!(
