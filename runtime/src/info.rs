@@ -33,7 +33,9 @@ use crate::gpu::nvml::{self, Gpu, Nvidia};
 ///   `"disabled"` (`null` without MIG), `mig_instances` a list of `{index, uuid, name,
 ///   memory_total_bytes}` (see [`Gpu`]);
 /// - `nvidia`: `{driver, cuda, error}` (see [`Nvidia`]); `driver` is `null` and `error` says
-///   why when no NVIDIA driver is found.
+///   why when no NVIDIA driver is found;
+/// - `cdi`: `{dirs, devices, warnings}`: the CDI spec folders looked in, every device name
+///   `farm run --device` accepts, and the spec files skipped (why, one line each).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostInfo {
     pub cpu: Cpu,
@@ -44,6 +46,28 @@ pub struct HostInfo {
     pub sandbox: Sandbox,
     pub gpus: Vec<Gpu>,
     pub nvidia: Nvidia,
+    pub cdi: Cdi,
+}
+
+/// The CDI devices of this host (see [`crate::gpu::cdi`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Cdi {
+    pub dirs: Vec<String>,
+    pub devices: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn cdi() -> Cdi {
+    let registry = crate::gpu::cdi::Registry::load(Path::new("/"));
+    Cdi {
+        dirs: registry
+            .dirs
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect(),
+        devices: registry.names(),
+        warnings: registry.warnings,
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -127,6 +151,7 @@ pub fn collect(root: &Path) -> HostInfo {
         kernel,
         gpus: discovery.gpus,
         nvidia: discovery.nvidia,
+        cdi: cdi(),
     }
 }
 

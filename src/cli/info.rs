@@ -130,6 +130,20 @@ fn render(info: &HostInfo) -> String {
     let mut out = aligned("", &host);
     out.push('\n');
     out.push_str(&render_gpus(info));
+    out.push_str(&render_cdi(info));
+    out
+}
+
+fn render_cdi(info: &HostInfo) -> String {
+    let cdi = &info.cdi;
+    let mut out = if cdi.devices.is_empty() {
+        format!("CDI devices: none (no spec in {})\n", cdi.dirs.join(" or "))
+    } else {
+        format!("CDI devices (--device): {}\n", cdi.devices.join(", "))
+    };
+    for warning in &cdi.warnings {
+        out.push_str(&format!("  warning: {warning}\n"));
+    }
     out
 }
 

@@ -1,5 +1,6 @@
 //! `farm info [--json]` on this machine (no GPU here: the no-driver answer).
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::Farm;
@@ -45,6 +46,14 @@ fn info_json_reports_this_host() {
         assert!(info["sandbox"][key].is_boolean(), "sandbox.{key}: {info:#}");
     }
     assert_eq!(info["sandbox"]["idmapped_from"], "kernel_version");
+    assert_eq!(
+        info["cdi"]["dirs"],
+        serde_json::json!(["/etc/cdi", "/var/run/cdi"]),
+        "{info:#}"
+    );
+    if !Path::new("/etc/cdi").exists() && !Path::new("/var/run/cdi").exists() {
+        assert_eq!(info["cdi"]["devices"], serde_json::json!([]), "{info:#}");
+    }
 
     if !has_nvidia_driver() {
         assert_eq!(info["gpus"], serde_json::json!([]), "{info:#}");
@@ -85,6 +94,12 @@ fn info_without_a_driver_says_so_plainly() {
             run.stdout.contains("GPUs: none (no NVIDIA driver found)"),
             "{}",
             run.stdout
+        );
+    }
+    if !Path::new("/etc/cdi").exists() && !Path::new("/var/run/cdi").exists() {
+        assert_eq!(
+            line("CDI devices"),
+            "none (no spec in /etc/cdi or /var/run/cdi)"
         );
     }
     assert!(run.stderr.is_empty(), "nothing on stderr: {run:#?}");

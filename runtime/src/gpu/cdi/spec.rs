@@ -213,6 +213,16 @@ impl Registry {
         paths
     }
 
+    /// Every device name that can be asked for (`vendor/class=name`), sorted; names two
+    /// files of one folder define are left out ([`Registry::find`] explains them).
+    pub fn names(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .filter(|(_, found)| matches!(found, Found::One(..)))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The spec and device that define `name`, or an error that lists the devices of
     /// its kind (or says that no spec of the kind was found) and where farm looked.
     pub fn find(&self, name: &DeviceName) -> Result<(&Loaded, &Device), GpuError> {

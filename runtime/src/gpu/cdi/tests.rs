@@ -309,8 +309,21 @@ fn var_run_cdi_overrides_etc_cdi_for_the_same_name() {
     assert!(!paths(&got.extras).contains(&"/dev/nvidia0"));
     assert_eq!(got.leases, ["cdi:nvidia.com/gpu=0", "GPU-bbbb"]);
 
+    let listed = Registry::load(r).names();
+    assert!(
+        listed.contains(&"nvidia.com/gpu=0".to_owned()),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&"nvidia.com/gpu=all".to_owned()),
+        "{listed:?}"
+    );
+
     // Two files of one folder defining one name: neither is used.
     spec_file(r, "/var/run/cdi", "nvidia2.yaml", &generated);
+    assert!(!Registry::load(r)
+        .names()
+        .contains(&"nvidia.com/gpu=0".to_owned()));
     let err = run(r, &["nvidia.com/gpu=0"]).unwrap_err().to_string();
     assert!(
         err.contains("defined in both") && err.contains("nvidia2.yaml"),
