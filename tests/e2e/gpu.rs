@@ -466,3 +466,89 @@ fn proc_driver_nvidia_shows_only_the_given_gpus_read_only() {
     assert_eq!(plain.code, 0, "{plain:#?}");
     assert_eq!(plain.stdout.trim(), "0", "{plain:#?}");
 }
+
+/// WSL2's layout: `/dev/dxg` and the Windows driver's `/usr/lib/wsl/lib` and driver store,
+/// no /dev/nvidia* and no /proc/driver/nvidia.
+fn fake_wsl_driver() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let r = dir.path();
+    node(r, "dev/dxg", 10, 125);
+    for name in ["libcuda.so.1.1", "libdxcore.so", "libnvidia-ml.so.1"] {
+        write(
+            r,
+            &format!("usr/lib/wsl/lib/{name}"),
+            &format!("wsl {name}\n"),
+            0o644,
+        );
+    }
+    symlink("libcuda.so.1.1", r.join("usr/lib/wsl/lib/libcuda.so.1")).unwrap();
+    write(
+        r,
+        "usr/lib/wsl/lib/nvidia-smi",
+        "#!/bin/sh\necho wsl nvidia-smi\n",
+        0o755,
+    );
+    write(
+        r,
+        "usr/lib/wsl/drivers/nv_dispi.inf_amd64_1234/nvcubins.bin",
+        "bins",
+        0o644,
+    );
+    write(
+        r,
+        "usr/lib/wsl/drivers/iigd_dch.inf_amd64_5678/igd.bin",
+        "intel",
+        0o644,
+    );
+    dir
+}
+
+#[test]
+fn wsl2_gets_dxg_and_the_wsl_driver_files_only() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_wsl_driver();
+    let root = driver.path().to_str().unwrap();
+    let run = farm.run_probe(
+        &["--driver-root", root, "--gpus", "all"],
+        &[
+            "sh",
+            "-c",
+            "ls /dev | grep -E 'dxg|nvidia'; cat /usr/lib/wsl/lib/libcuda.so.1 /usr/lib/wsl/drivers/nv_dispi.inf_amd64_1234/nvcubins.bin; echo; ls /usr/lib/wsl/drivers; /usr/lib/wsl/lib/nvidia-smi; grep -c ' /proc/driver' /proc/self/mountinfo",
+        ],
+    );
+    assert_eq!(
+        run.stdout, "dxg\nwsl libcuda.so.1.1\nbins\nnv_dispi.inf_amd64_1234\nwsl nvidia-smi\n0\n",
+        "{run:#?}"
+    );
+
+    let id = farm.detach(
+        &["--driver-root", root, "--gpus", "all"],
+        &farm.probe(),
+        &["sleep", "30"],
+    );
+    let spec = spec_of(&farm, &id);
+    let added: Vec<String> = spec["linux"]["resources"]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["allow"] == json!(true) && r["major"] == json!(10))
+        .map(|r| format!("{}:{}", r["major"], r["minor"]))
+        .collect();
+    assert_eq!(added, ["10:125"], "{spec:#}");
+    let libs = mount_targets(&spec, "/usr/lib/wsl/");
+    assert!(
+        libs.contains(&"/usr/lib/wsl/lib/libcuda.so.1.1".to_owned())
+            && libs.contains(&"/usr/lib/wsl/drivers/nv_dispi.inf_amd64_1234".to_owned())
+            && !libs.iter().any(|l| l.contains("iigd")),
+        "{libs:?}"
+    );
+    farm.run(&["rm", "-f", &id]).assert_ok();
+
+    // One GPU by index cannot be picked on WSL2: /dev/dxg is all of them.
+    let run = farm.run_probe(&["--driver-root", root, "--gpus", "device=1"], &["true"]);
+    assert_eq!(run.code, 125, "{run:#?}");
+    assert!(run.stderr.contains("use --gpus all"), "{run:#?}");
+}

@@ -384,6 +384,9 @@ fn discover_wsl(root: &Path, dxg: Option<DeviceNode>) -> Result<Inventory, GpuEr
     let mut files = Vec::new();
     if let Some(dir) = resolve_in_root(root, WSL_LIB_DIR) {
         let names = sorted_names(&host(root, &dir))?;
+        // Windows' driver store has no symlinks, but a distribution's packaging may add
+        // some (libcuda.so.1 -> libcuda.so.1.1): they come along as symlinks.
+        let links = folder_links(root, &dir, |_| true);
         for name in &names {
             let path = format!("{dir}/{name}");
             let meta = fs::symlink_metadata(host(root, &path)).map_err(|source| GpuError::Io {
@@ -397,6 +400,7 @@ fn discover_wsl(root: &Path, dxg: Option<DeviceNode>) -> Result<Inventory, GpuEr
                 } else {
                     FileKind::Binary
                 };
+                file.links = links_to(&links, name);
                 files.push(file);
             }
         }
@@ -694,12 +698,22 @@ fn driver_file(
 /// The symlinks of a folder whose names are driver libraries' (`libcuda.so.1`), read once
 /// per folder: (name, target as written, target's name in the same folder).
 fn library_links(root: &Path, dir: &str) -> Vec<(String, String, String)> {
+    folder_links(root, dir, |name| library_capability(name).is_some())
+}
+
+/// The symlinks of folder `dir` whose names pass `keep`: (name, target as written,
+/// target's name in the same folder).
+fn folder_links(
+    root: &Path,
+    dir: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(String, String, String)> {
     let Ok(names) = sorted_names(&host(root, dir)) else {
         return Vec::new();
     };
     names
         .into_iter()
-        .filter(|name| library_capability(name).is_some())
+        .filter(|name| keep(name))
         .filter_map(|name| {
             let target = fs::read_link(host(root, &format!("{dir}/{name}"))).ok()?;
             let raw = target.to_str()?.to_string();
