@@ -552,3 +552,47 @@ fn wsl2_gets_dxg_and_the_wsl_driver_files_only() {
     assert_eq!(run.code, 125, "{run:#?}");
     assert!(run.stderr.contains("use --gpus all"), "{run:#?}");
 }
+
+#[test]
+fn a_mig_device_gets_its_caps_and_only_its_proc_access_files() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    let r = driver.path();
+    // GPU 0 (/dev/nvidia0) in MIG mode: GPU instance 1, compute instance 0.
+    node(r, "dev/nvidia-caps/nvidia-cap1", 237, 1);
+    node(r, "dev/nvidia-caps/nvidia-cap21", 237, 21);
+    node(r, "dev/nvidia-caps/nvidia-cap22", 237, 22);
+    let caps = "proc/driver/nvidia/capabilities/gpu0/mig/gi1";
+    write(
+        r,
+        &format!("{caps}/access"),
+        "DeviceFileMinor: 21\nDeviceFileMode: 292\n",
+        0o444,
+    );
+    write(
+        r,
+        &format!("{caps}/ci0/access"),
+        "DeviceFileMinor: 22\nDeviceFileMode: 292\n",
+        0o444,
+    );
+    let run = farm.run_probe(
+        &[
+            "--driver-root",
+            r.to_str().unwrap(),
+            "--gpus",
+            "device=0:0",
+        ],
+        &[
+            "sh",
+            "-c",
+            "ls /dev/nvidia-caps; ls /proc/driver/nvidia/gpus; cd /proc/driver/nvidia/capabilities/gpu0/mig/gi1 && cat access ci0/access",
+        ],
+    );
+    assert_eq!(
+        run.stdout,
+        "nvidia-cap21\nnvidia-cap22\n0000:17:00.0\nDeviceFileMinor: 21\nDeviceFileMode: 292\nDeviceFileMinor: 22\nDeviceFileMode: 292\n",
+        "{run:#?}"
+    );
+}
