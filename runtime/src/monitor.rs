@@ -29,6 +29,7 @@ use crate::spec::{self, SpecContext, SpecError};
 use crate::state::{ContainerRecord, Exit, GpuUsage, StateStore};
 use crate::{lifecycle, rootfs};
 
+mod pages;
 mod tty;
 
 use tty::{console_listener, receive_pty, Terminal};
@@ -285,6 +286,7 @@ pub fn supervise_main(args: &[String]) -> i32 {
         eprintln!("farm {SUPERVISE_ARG}: internal command, not for direct use");
         return 125;
     };
+    pages::release_read_only_segments();
     let root = PathBuf::from(root);
     let layout = Layout::new(&root);
     let fd = |text: &str| {
