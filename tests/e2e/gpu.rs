@@ -311,11 +311,12 @@ fn gpu_seconds_are_metered_and_requirements_checked() {
     assert!(!plain.stdout.contains("nvidia"), "{plain:#?}");
 }
 
-#[test]
-fn driver_libraries_never_land_outside_a_hostile_rootfs() {
+/// A farm whose image `hostile-lib` has its library folder as a link that climbs out of the
+/// root, and the folder the link points to.
+pub(super) fn hostile_lib_farm() -> Option<(RunFarm, tempfile::TempDir)> {
     let outside = tempfile::tempdir().unwrap();
     let climb = format!("../../../../../../../..{}", outside.path().display());
-    let Some(farm) = RunFarm::with_images(&[(
+    let farm = RunFarm::with_images(&[(
         "hostile-lib",
         probe_image_layers(
             vec![LayerBuilder::new()
@@ -324,13 +325,19 @@ fn driver_libraries_never_land_outside_a_hostile_rootfs() {
                 .symlink("usr/lib/x86_64-linux-gnu", &climb)],
             json!({}),
         ),
-    )]) else {
-        return;
-    };
-    let driver = fake_driver();
-    let root = driver.path().to_str().unwrap();
+    )])?;
+    Some((farm, outside))
+}
+
+/// With `options`, the hostile image reads the injected libcuda and nothing was made
+/// through its link.
+pub(super) fn assert_libraries_stay_inside(
+    farm: &RunFarm,
+    outside: &tempfile::TempDir,
+    options: &[&str],
+) {
     let run = farm.run_container(
-        &["--driver-root", root, "--gpus", "all"],
+        options,
         &farm.image("hostile-lib"),
         &["cat", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"],
     );
@@ -339,8 +346,18 @@ fn driver_libraries_never_land_outside_a_hostile_rootfs() {
     assert_eq!(
         fs::read_dir(outside.path()).unwrap().count(),
         0,
-        "nothing created through the image's link"
+        "no bind target or symlink made through the image's link"
     );
+}
+
+#[test]
+fn driver_libraries_never_land_outside_a_hostile_rootfs() {
+    let Some((farm, outside)) = hostile_lib_farm() else {
+        return;
+    };
+    let driver = fake_driver();
+    let root = driver.path().to_str().unwrap();
+    assert_libraries_stay_inside(&farm, &outside, &["--driver-root", root, "--gpus", "all"]);
 }
 
 #[test]

@@ -280,37 +280,15 @@ fn device_values_that_are_not_known_cdi_names_fail_clearly() {
 
 #[test]
 fn cdi_libraries_never_land_outside_a_hostile_rootfs() {
-    let outside = tempfile::tempdir().unwrap();
-    let climb = format!("../../../../../../../..{}", outside.path().display());
-    let Some(farm) = RunFarm::with_images(&[(
-        "hostile-lib",
-        probe_image_layers(
-            vec![LayerBuilder::new()
-                .dir("usr", 0o755, 0, 0)
-                .dir("usr/lib", 0o755, 0, 0)
-                .symlink("usr/lib/x86_64-linux-gnu", &climb)],
-            json!({}),
-        ),
-    )]) else {
+    let Some((farm, outside)) = super::hostile_lib_farm() else {
         return;
     };
     let driver = fake_driver();
     write_spec(driver.path());
-    let run = farm.run_container(
-        &[
-            "--driver-root",
-            driver.path().to_str().unwrap(),
-            "--device",
-            "nvidia.com/gpu=0",
-        ],
-        &farm.image("hostile-lib"),
-        &["cat", "/usr/lib/x86_64-linux-gnu/libcuda.so.1"],
-    );
-    assert_eq!(run.code, 0, "{run:#?}");
-    assert_eq!(run.stdout, "fake libcuda.so\n", "{run:#?}");
-    assert_eq!(
-        fs::read_dir(outside.path()).unwrap().count(),
-        0,
-        "no bind target or symlink made through the image's link"
+    let root = driver.path().to_str().unwrap();
+    super::assert_libraries_stay_inside(
+        &farm,
+        &outside,
+        &["--driver-root", root, "--device", "nvidia.com/gpu=0"],
     );
 }
