@@ -131,9 +131,12 @@ pub fn apply(
                 .destination(&inside)
                 .typ("bind")
                 .source(&bind.host)
+                // `ro` makes only the top mount read-only: `rro` also the host's mounts
+                // below a bound folder (as `-v …:ro`).
                 .options(vec![
                     "rbind".into(),
                     "ro".into(),
+                    "rro".into(),
                     "nosuid".into(),
                     "nodev".into(),
                 ])
@@ -250,7 +253,13 @@ mod tests {
             rootfs.join(inside.trim_start_matches('/')).is_file(),
             "{inside}"
         );
-        assert!(lib.options().as_ref().unwrap().contains(&"ro".to_string()));
+        for option in ["ro", "rro"] {
+            assert!(lib
+                .options()
+                .as_ref()
+                .unwrap()
+                .contains(&option.to_string()));
+        }
         let link = std::fs::read_link(
             rootfs
                 .join(inside.trim_start_matches('/'))
