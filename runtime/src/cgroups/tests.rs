@@ -452,11 +452,12 @@ fn live_v2_device_filter_allows_only_the_containers_devices() {
 
 /// libcontainer's v2 device step. It first raises RLIMIT_MEMLOCK to 128 MiB, which needs
 /// CAP_SYS_RESOURCE; where the test runs without it (this project's VMs), the same program
-/// (libcgroups' emulator and code generator, defaults added as libcgroups adds them) is
-/// loaded and attached without that step (kernels >= 5.11 charge BPF memory to the memory
-/// cgroup, not to the rlimit).
+/// (libcgroups' emulator and code generator, its default rules added after the given ones
+/// as libcgroups adds them) is loaded and attached without that step (kernels >= 5.11
+/// charge BPF memory to the memory cgroup, not to the rlimit).
 fn attach_device_filter(dir: &Path, rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>) {
     use libcgroups::v2::devices::{bpf, emulator::Emulator, program::Program, Devices};
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
     use std::os::fd::AsRawFd;
     match Devices::apply_devices(dir, &Some(rules.clone())) {
         Ok(()) => return,
@@ -467,6 +468,29 @@ fn attach_device_filter(dir: &Path, rules: Vec<oci_spec::runtime::LinuxDeviceCgr
     }
     let mut emulator = Emulator::with_default_allow(false);
     emulator.add_rules(&rules);
+    // libcgroups' default_allow_devices() (crate-private; its default_devices() are farm's
+    // own rules already): mknod of any node, the console, ptys, ptmx and tun.
+    let allow = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .access(access);
+        if let Some(major) = major {
+            rule = rule.major(major);
+        }
+        if let Some(minor) = minor {
+            rule = rule.minor(minor);
+        }
+        rule.build().unwrap()
+    };
+    emulator.add_rules(&[
+        allow(LinuxDeviceType::C, None, None, "m"),
+        allow(LinuxDeviceType::B, None, None, "m"),
+        allow(LinuxDeviceType::C, Some(5), Some(1), "rwm"),
+        allow(LinuxDeviceType::C, Some(136), None, "rwm"),
+        allow(LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+        allow(LinuxDeviceType::C, Some(10), Some(200), "rwm"),
+    ]);
     let program = Program::from_rules(&emulator.rules, emulator.default_allow).unwrap();
     let prog = bpf::prog::load("Apache", program.bytecodes()).expect("BPF_PROG_LOAD");
     let cgroup = fs::File::open(dir).unwrap();

@@ -1,15 +1,17 @@
 //! A read-only view over a folder of the container's `/proc`, put in place after
 //! libcontainer created the container and before its process starts.
 //!
-//! libcontainer refuses spec mounts under /proc (except a short list, as runc does), so a
-//! view such as the NVIDIA toolkit's `/proc/driver/nvidia` (only the given GPUs' folders,
-//! `params` edited) cannot be a spec mount. farm builds the view on the host as a detached
-//! tmpfs (`fsopen`/`fsmount`), fills it through its fd, makes it read-only, clones the host
-//! folders to show in it (`open_tree`, read-only, nosuid, nodev, noexec), and only then
-//! enters the container's mount namespace from a thread of its own (`unshare(CLONE_FS)`,
-//! `setns`) to attach them with `move_mount`. Nothing runs inside the container and no
-//! path is resolved by string: every target is an fd found with openat2(RESOLVE_IN_ROOT |
-//! RESOLVE_NO_SYMLINKS) from the container's root before its process exists.
+//! farm puts no spec mount under /proc (`spec::mounts` and `spec::extras` refuse targets
+//! there, resolved or not; libcontainer 0.7 checks only proc- and sysfs-typed mounts there,
+//! not binds or tmpfs as runc does), so a view such as the NVIDIA toolkit's
+//! `/proc/driver/nvidia` (only the given GPUs' folders, `params` edited) is not a spec
+//! mount. farm builds the view on the host as a detached tmpfs (`fsopen`/`fsmount`), fills
+//! it through its fd, makes it read-only, clones the host folders to show in it
+//! (`open_tree`, read-only, nosuid, nodev, noexec), and only then enters the container's
+//! mount namespace from a thread of its own (`unshare(CLONE_FS)`, `setns`) to attach them
+//! with `move_mount`. Nothing runs inside the container and no path is resolved by string:
+//! every target is an fd found with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS) from the
+//! container's root before its process exists.
 //!
 //! Where the container's /proc lacks the folder (a test's fake driver tree on a host with no
 //! driver), the view is attached one level up, with the folder inside it.

@@ -126,14 +126,26 @@ pub fn apply(
             root.make_file_replacing(&path)
                 .map_err(|e| invalid(format!("making {path} in the image: {e}")))?
         };
+        // The image's symlinks may lead a target there; libcontainer would bind it.
+        if ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|d| is_under(&inside, d))
+        {
+            return Err(invalid(format!(
+                "{path} resolves to {inside} in the image, inside a kernel filesystem: fix the image"
+            )));
+        }
         mounts.push(
             MountBuilder::default()
                 .destination(&inside)
                 .typ("bind")
                 .source(&bind.host)
+                // `ro` makes only the top mount read-only: `rro` also the host's mounts
+                // below a bound folder (as `-v …:ro`).
                 .options(vec![
                     "rbind".into(),
                     "ro".into(),
+                    "rro".into(),
                     "nosuid".into(),
                     "nodev".into(),
                 ])
@@ -250,7 +262,13 @@ mod tests {
             rootfs.join(inside.trim_start_matches('/')).is_file(),
             "{inside}"
         );
-        assert!(lib.options().as_ref().unwrap().contains(&"ro".to_string()));
+        for option in ["ro", "rro"] {
+            assert!(lib
+                .options()
+                .as_ref()
+                .unwrap()
+                .contains(&option.to_string()));
+        }
         let link = std::fs::read_link(
             rootfs
                 .join(inside.trim_start_matches('/'))
@@ -273,6 +291,30 @@ mod tests {
             .any(|r| r.allow() && r.major() == Some(195) && r.minor() == Some(0)));
         let env = spec.process().as_ref().unwrap().env().clone().unwrap();
         assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=GPU-1".to_owned()));
+    }
+
+    #[test]
+    fn bind_targets_resolving_into_a_kernel_filesystem_are_refused() {
+        // The image's library folder leads into /proc, /sys or /dev: the string checks pass
+        // (/usr/lib/…), the target resolved inside the root would be under a kernel
+        // filesystem (libcontainer binds there, or fails to prepare the rootfs).
+        for (link, dir) in [
+            ("/proc/driver", false),
+            ("/dev", false),
+            ("/sys/kernel", true),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            let rootfs = tmp.path().join("rootfs");
+            std::fs::create_dir_all(rootfs.join("usr")).unwrap();
+            std::os::unix::fs::symlink(link, rootfs.join("usr/lib")).unwrap();
+            let mut extras = extras(tmp.path());
+            extras.binds[0].dir = dir;
+            let err = apply(&mut Spec::default(), &extras, &rootfs, &ids()).unwrap_err();
+            assert!(
+                err.to_string().contains("inside a kernel filesystem"),
+                "{link}: {err}"
+            );
+        }
     }
 
     #[test]

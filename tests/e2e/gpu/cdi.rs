@@ -292,3 +292,63 @@ fn cdi_libraries_never_land_outside_a_hostile_rootfs() {
         &["--driver-root", root, "--device", "nvidia.com/gpu=0"],
     );
 }
+
+/// A host mount below a folder that a spec mounts, unmounted when the test ends.
+struct Submount(std::path::PathBuf);
+
+impl Drop for Submount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn cdi_folder_mounts_are_read_only_all_the_way_down() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    write_spec(driver.path());
+    // A folder mount whose host folder holds a mount anyone may write (a tmpfs, 1777).
+    let folder = driver.path().join("usr/share/nvidia");
+    let scratch = folder.join("scratch");
+    fs::create_dir_all(&scratch).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "mode=1777,size=1m", "tmpfs"])
+        .arg(&scratch)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs at {}", scratch.display());
+    let _submount = Submount(scratch.clone());
+    let spec = driver.path().join("etc/cdi/nvidia.yaml");
+    let yaml = fs::read_to_string(&spec).unwrap().replace(
+        "  mounts:\n",
+        &format!(
+            "  mounts:\n  - containerPath: /usr/share/nvidia\n    hostPath: {}\n    options: [ro, nosuid, nodev, bind]\n",
+            folder.display()
+        ),
+    );
+    fs::write(&spec, yaml).unwrap();
+    let run = farm.run_probe(
+        &[
+            "--driver-root",
+            driver.path().to_str().unwrap(),
+            "--device",
+            "nvidia.com/gpu=0",
+        ],
+        &[
+            "sh",
+            "-c",
+            "echo x > /usr/share/nvidia/scratch/written && echo written; touch /usr/share/nvidia/top || true",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        !scratch.join("written").exists() && !run.stdout.contains("written"),
+        "a mount below the spec's folder is read-only in the container too: {run:#?}"
+    );
+    assert!(!folder.join("top").exists(), "{run:#?}");
+}
