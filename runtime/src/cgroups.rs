@@ -41,6 +41,8 @@ pub enum CgroupError {
     Busy { path: String, pids: Vec<i32> },
     #[error("cgroup {path}: the calling process (pid {pid}) is in it; run farm from outside")]
     SelfInside { path: String, pid: i32 },
+    #[error("{0}")]
+    DeviceFilter(String),
 }
 
 /// What a container used, read from its cgroup before the cgroup is removed.
@@ -67,6 +69,54 @@ pub enum CgroupVersion {
 /// read.
 pub fn hierarchy() -> CgroupVersion {
     Hierarchies::system().map_or(CgroupVersion::V2, Hierarchies::version)
+}
+
+/// The locked-memory limit libcgroups raises RLIMIT_MEMLOCK to before it loads the cgroup v2
+/// device filter (an eBPF program).
+const DEVICE_FILTER_MEMLOCK: u64 = 128 << 20;
+
+/// CAP_SYS_RESOURCE's bit in the capability sets.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// On cgroup v2, libcontainer loads each container's device filter after raising
+/// RLIMIT_MEMLOCK to 128 MiB, which needs CAP_SYS_RESOURCE or a hard limit already that
+/// high; without either the create fails with a bare "Failed to increase rlimit". This says
+/// so before anything is created.
+pub fn check_device_filter_prerequisites() -> Result<(), CgroupError> {
+    if hierarchy() != CgroupVersion::V2 {
+        return Ok(());
+    }
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Memlock).maximum;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match memlock_problem(hard, has_capability(&status, CAP_SYS_RESOURCE)) {
+        Some(message) => Err(CgroupError::DeviceFilter(message)),
+        None => Ok(()),
+    }
+}
+
+/// Why the device filter cannot be loaded with hard memlock limit `hard` (`None`:
+/// unlimited) and CAP_SYS_RESOURCE or not; `None` when it can.
+pub(crate) fn memlock_problem(hard: Option<u64>, cap_sys_resource: bool) -> Option<String> {
+    let enough = hard.is_none_or(|hard| hard >= DEVICE_FILTER_MEMLOCK);
+    if enough || cap_sys_resource {
+        return None;
+    }
+    Some(format!(
+        "on cgroup v2 each container's device filter needs a locked-memory limit of 128 MiB, \
+         and farm can neither raise it (no CAP_SYS_RESOURCE) nor finds it that high (hard \
+         limit {} KiB): run farm as full root, or raise the limit where farm starts \
+         (`ulimit -l 131072`, or LimitMEMLOCK=128M in its systemd unit)",
+        hard.unwrap_or(0) / 1024
+    ))
+}
+
+/// Whether `CapEff` in a `/proc/<pid>/status` text has capability `bit`.
+pub(crate) fn has_capability(status: &str, bit: u32) -> bool {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|set| set & (1 << bit) != 0)
 }
 
 /// Usage of the cgroup at `cgroups_path` (relative to each hierarchy's root, as in the spec).

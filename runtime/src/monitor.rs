@@ -478,6 +478,7 @@ fn start(
             stderr: err_w,
         })
     };
+    crate::cgroups::check_device_filter_prerequisites().map_err(Failure::farm)?;
     let mut created = container::create(
         &record.id,
         &layout.run_root(),

@@ -507,3 +507,23 @@ fn attach_device_filter(dir: &Path, rules: Vec<oci_spec::runtime::LinuxDeviceCgr
     let cgroup = fs::File::open(dir).unwrap();
     bpf::prog::attach(prog, cgroup.as_raw_fd()).expect("BPF_PROG_ATTACH");
 }
+
+#[test]
+fn the_v2_device_filter_needs_cap_sys_resource_or_a_high_memlock_limit() {
+    let mib = |n: u64| Some(n << 20);
+    assert_eq!(memlock_problem(mib(8), true), None);
+    assert_eq!(memlock_problem(mib(128), false), None);
+    assert_eq!(memlock_problem(None, false), None);
+    let message = memlock_problem(mib(8), false).expect("8 MiB without the capability");
+    assert!(
+        message.contains("8192 KiB") && message.contains("ulimit -l 131072"),
+        "{message}"
+    );
+    // This VM's root: every capability but CAP_SYS_RESOURCE (bit 24).
+    let without = "Name:\tfarm\nCapEff:\t000001fffeffffff\n";
+    let with = "CapEff:\t000001ffffffffff\n";
+    assert!(!has_capability(without, 24));
+    assert!(has_capability(with, 24));
+    assert!(has_capability(without, 21), "CAP_SYS_ADMIN");
+    assert!(!has_capability("no such line", 24));
+}
