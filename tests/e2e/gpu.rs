@@ -393,11 +393,10 @@ fn an_image_asking_for_gpus_runs_on_the_cpu_where_there_is_no_driver() {
     assert_eq!(run.stdout.trim(), "2", "{run:#?}");
 }
 
-#[test]
-fn ldconfig_runs_inside_the_container_with_an_empty_environment() {
-    // A stand-in for the image's ldconfig that records how it was run.
-    let recorder = b"#!/bin/sh\necho \"args=$*\" > /tmp/ldconfig.out\necho \"uid=$(cat /proc/self/status | grep ^Uid)\" >> /tmp/ldconfig.out\nenv >> /tmp/ldconfig.out\n";
-    let Some(farm) = RunFarm::with_images(&[(
+/// A farm with the image `with-ldconfig`: the probe image with `recorder` as its
+/// /sbin/ldconfig, and image config `config`.
+pub(super) fn with_ldconfig_image(recorder: &[u8], config: Value) -> Option<RunFarm> {
+    RunFarm::with_images(&[(
         "with-ldconfig",
         probe_image_layers(
             vec![LayerBuilder::new().dir("sbin", 0o755, 0, 0).file(
@@ -407,9 +406,16 @@ fn ldconfig_runs_inside_the_container_with_an_empty_environment() {
                 0,
                 recorder,
             )],
-            json!({}),
+            config,
         ),
-    )]) else {
+    )])
+}
+
+#[test]
+fn ldconfig_runs_inside_the_container_with_an_empty_environment() {
+    // A stand-in for the image's ldconfig that records how it was run.
+    let recorder = b"#!/bin/sh\necho \"args=$*\" > /tmp/ldconfig.out\necho \"uid=$(cat /proc/self/status | grep ^Uid)\" >> /tmp/ldconfig.out\nenv >> /tmp/ldconfig.out\n";
+    let Some(farm) = with_ldconfig_image(recorder, json!({})) else {
         return;
     };
     let driver = fake_driver();

@@ -9,8 +9,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::{fake_driver, gpu_rules, mount_targets, spec_of, LIB, VERSION};
-use crate::support::containers::{probe_image_layers, RunFarm};
-use crate::support::images::LayerBuilder;
+use crate::support::containers::RunFarm;
 
 /// nvidia-ctk's spec for the tree: the control nodes, the libraries and the hooks at the
 /// spec level, one GPU per device ("0", "GPU-aaaa", "1", "all"); plus a hook farm does
@@ -189,23 +188,14 @@ fn cdi_device_gets_exactly_its_nodes_rules_read_only_libraries_and_links() {
 #[test]
 fn cdi_devices_run_the_images_ldconfig_and_ignore_its_nvidia_visible_devices() {
     let recorder = b"#!/bin/sh\necho \"args=$*\" > /tmp/ldconfig.out\n";
-    let Some(farm) = RunFarm::with_images(&[(
-        "with-ldconfig",
-        probe_image_layers(
-            vec![LayerBuilder::new().dir("sbin", 0o755, 0, 0).file(
-                "sbin/ldconfig",
-                0o755,
-                0,
-                0,
-                recorder,
-            )],
-            // As CUDA images: alone, this asks for every GPU (see the gpu tests).
-            json!({"Env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "NVIDIA_VISIBLE_DEVICES=all"
-            ]}),
-        ),
-    )]) else {
+    let Some(farm) = super::with_ldconfig_image(
+        recorder,
+        // As CUDA images: alone, this asks for every GPU (see the gpu tests).
+        json!({"Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "NVIDIA_VISIBLE_DEVICES=all"
+        ]}),
+    ) else {
         return;
     };
     let driver = fake_driver();
