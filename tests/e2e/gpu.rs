@@ -619,3 +619,34 @@ fn a_mig_device_gets_its_caps_and_only_its_proc_access_files() {
         "{run:#?}"
     );
 }
+
+/// A job's user (not root) reaches its GPU node through the device cgroup: the open gets
+/// to the (absent) driver, ENXIO, not EPERM or EACCES; the other GPU's node does not exist.
+#[test]
+fn a_non_root_job_reaches_only_its_gpu_node() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let driver = fake_driver();
+    let run = farm.run_probe(
+        &[
+            "--driver-root",
+            driver.path().to_str().unwrap(),
+            "--gpus",
+            "device=0",
+            "-u",
+            "1000:1000",
+        ],
+        &[
+            "sh",
+            "-c",
+            "cat /dev/nvidia0 2>&1; cat /dev/nvidiactl 2>&1; cat /dev/nvidia1 2>&1; true",
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:#?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{run:#?}");
+    assert!(lines[0].contains("No such device or address"), "{run:#?}");
+    assert!(lines[1].contains("No such device or address"), "{run:#?}");
+    assert!(lines[2].contains("No such file or directory"), "{run:#?}");
+}
