@@ -269,7 +269,6 @@ pub fn extras(
     if gpus.is_none() && cdi.is_none() {
         return Ok(None);
     }
-    let inventory = inventory.cloned();
     let leased_set: BTreeSet<String> = leased.iter().cloned().collect();
     let changed = |id: &str| {
         GpuError::Unsupported(format!(
@@ -281,13 +280,11 @@ pub fn extras(
             return Err(changed(id));
         }
     }
-    let mut injection = match gpus {
+    let no_cdi_gpus = BTreeSet::new();
+    let mut injection = match &gpus {
         Some((request, inventory)) => {
-            let cdi_gpus = cdi
-                .as_ref()
-                .map(|c| c.gpu_leases.clone())
-                .unwrap_or_default();
-            gpu_injection(options, request, &inventory, &leased_set, &cdi_gpus)?
+            let cdi_gpus = cdi.as_ref().map_or(&no_cdi_gpus, |c| &c.gpu_leases);
+            gpu_injection(options, request.clone(), inventory, &leased_set, cdi_gpus)?
         }
         None => Injection {
             extras: Extras::default(),
@@ -296,7 +293,7 @@ pub fn extras(
             plan: Plan::default(),
         },
     };
-    if let (Some(cdi), Some(inventory)) = (&cdi, &inventory) {
+    if let (Some(cdi), Some(inventory)) = (&cdi, inventory) {
         if !cdi.gpu_leases.is_empty() {
             injection.proc_view = proc_view(&proc_entries_with_cdi(
                 inventory,
