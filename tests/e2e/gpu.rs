@@ -113,9 +113,9 @@ fn spec_of(farm: &RunFarm, id: &str) -> Value {
     serde_json::from_slice(&fs::read(&path).unwrap()).unwrap()
 }
 
-/// `c major:minor` of every allowed device rule beyond docker's defaults.
+/// `c major:minor` of every allowed device rule beyond docker's defaults, sorted.
 fn gpu_rules(spec: &Value) -> Vec<String> {
-    spec["linux"]["resources"]["devices"]
+    let mut rules: Vec<String> = spec["linux"]["resources"]["devices"]
         .as_array()
         .unwrap()
         .iter()
@@ -123,7 +123,9 @@ fn gpu_rules(spec: &Value) -> Vec<String> {
             r["allow"] == json!(true) && (r["major"] == json!(195) || r["major"] == json!(UVM))
         })
         .map(|r| format!("{}:{}", r["major"], r["minor"]))
-        .collect()
+        .collect();
+    rules.sort();
+    rules
 }
 
 fn mount_targets(spec: &Value, prefix: &str) -> Vec<String> {
@@ -174,10 +176,8 @@ fn gpus_all_gets_every_node_library_and_binary() {
         &["sleep", "30"],
     );
     let spec = spec_of(&farm, &id);
-    let mut rules = gpu_rules(&spec);
-    rules.sort();
     assert_eq!(
-        rules,
+        gpu_rules(&spec),
         ["195:0", "195:1", "195:254", "195:255", "511:0", "511:1"],
         "{spec:#}"
     );

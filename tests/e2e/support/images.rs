@@ -418,12 +418,24 @@ impl Image {
     }
 
     pub fn build(layers: Vec<Layer>, os: &str, architecture: &str, docker: bool) -> Image {
+        let section = json!({"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]});
+        Image::with_config_section(layers, os, architecture, docker, section)
+    }
+
+    /// The image whose config's `config` section is `section`.
+    fn with_config_section(
+        layers: Vec<Layer>,
+        os: &str,
+        architecture: &str,
+        docker: bool,
+        section: serde_json::Value,
+    ) -> Image {
         let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
         let config = json!({
             "created": "2024-01-01T00:00:00Z",
             "architecture": architecture,
             "os": os,
-            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+            "config": section,
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
             "history": layers.iter().map(|_| json!({"created_by": "farm e2e"})).collect::<Vec<_>>(),
         })
@@ -769,36 +781,7 @@ impl Image {
     /// An OCI image for the host platform whose config section (`Entrypoint`, `Cmd`, `Env`,
     /// `User`, `WorkingDir`, `Labels`, `StopSignal`...) is `config` as given.
     pub fn oci_with_config(layers: Vec<Layer>, config: serde_json::Value) -> Image {
-        let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
-        let config = json!({
-            "created": "2024-01-01T00:00:00Z",
-            "architecture": host_arch(),
-            "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": layers.iter().map(|_| json!({"created_by": "farm e2e"})).collect::<Vec<_>>(),
-        })
-        .to_string()
-        .into_bytes();
-        let config_digest = sha256_digest(&config);
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-            "layers": layers.iter().map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.blob.len()})).collect::<Vec<_>>(),
-        })
-        .to_string()
-        .into_bytes();
-        Image {
-            manifest_digest: sha256_digest(&manifest),
-            manifest,
-            manifest_media_type: OCI_MANIFEST.to_string(),
-            config_digest,
-            config,
-            layers,
-            os: "linux".to_string(),
-            architecture: host_arch().to_string(),
-        }
+        Image::with_config_section(layers, "linux", host_arch(), false, config)
     }
 }
 
