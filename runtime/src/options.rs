@@ -111,6 +111,9 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace with egress to public addresses only: the LAN, the host,
+    /// link-local/metadata and other containers are blocked (`runtime::network`).
+    Internet,
 }
 
 /// `--security-opt`, `--cap-add`, `--cap-drop`.

@@ -63,7 +63,7 @@ pub(crate) fn contents(
     host_resolv_conf: &str,
 ) -> Contents {
     let hosts = match network {
-        NetworkMode::None => format!("{HOSTS_DEFAULT}127.0.0.1\t{hostname}\n"),
+        NetworkMode::None | NetworkMode::Internet => format!("{HOSTS_DEFAULT}127.0.0.1\t{hostname}\n"),
         NetworkMode::Host => {
             let mut hosts = host_hosts.to_owned();
             if !hosts.is_empty() && !hosts.ends_with('\n') {
@@ -75,7 +75,7 @@ pub(crate) fn contents(
     };
     let resolv_conf = match network {
         NetworkMode::Host => host_resolv_conf.to_owned(),
-        NetworkMode::None => without_loopback_nameservers(host_resolv_conf),
+        NetworkMode::None | NetworkMode::Internet => without_loopback_nameservers(host_resolv_conf),
     };
     Contents {
         hostname: format!("{hostname}\n"),

@@ -56,7 +56,7 @@ fn defaults(network: NetworkMode, shm_size: u64, with_shm: bool) -> Vec<Mount> {
             ],
         ),
         match network {
-            NetworkMode::None => mount(
+            NetworkMode::None | NetworkMode::Internet => mount(
                 "/sys",
                 "sysfs",
                 "sysfs",
