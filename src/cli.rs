@@ -157,6 +157,16 @@ fn default_root() -> PathBuf {
 }
 
 /// The error and its causes on one line: `pulling x: layer y: ...`.
+/// A pull's error as it may be shown: its whole text through the client's scrubber. Not
+/// only the registry's own messages (scrubbed by the client already) quote server text: an
+/// image's manifest, config and layer paths are chosen by the registry too.
+pub fn shown_pull_error(
+    error: farm_puller::Error,
+    scrubber: &farm_puller::scrub::Scrubber,
+) -> anyhow::Error {
+    anyhow::anyhow!(scrubber.clean(&render_error(&anyhow::Error::new(error)), 4000))
+}
+
 pub fn render_error(error: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in error.chain() {

@@ -118,6 +118,25 @@ pub trait PullProgress: Send + Sync {
     fn event(&self, event: PullEvent);
 }
 
+/// Passes events on with their warnings scrubbed: a warning quotes image content (a path
+/// in a layer, a config's platform), which a hostile registry chooses.
+struct ScrubbedProgress {
+    inner: Arc<dyn PullProgress>,
+    scrubber: crate::scrub::Scrubber,
+}
+
+impl PullProgress for ScrubbedProgress {
+    fn event(&self, event: PullEvent) {
+        self.inner.event(match event {
+            PullEvent::Warning { digest, message } => PullEvent::Warning {
+                digest,
+                message: self.scrubber.clean(&message, 1000),
+            },
+            other => other,
+        })
+    }
+}
+
 /// A manifest chosen for the pull, its blobs still to fetch (registry) or already in the
 /// content store (offline sources).
 struct Resolved {
@@ -138,6 +157,10 @@ pub async fn pull(
     options: &PullOptions,
     progress: Arc<dyn PullProgress>,
 ) -> Result<ImageRecord, crate::Error> {
+    let progress: Arc<dyn PullProgress> = Arc::new(ScrubbedProgress {
+        inner: progress,
+        scrubber: client.scrubber().clone(),
+    });
     let lock = {
         let store = store.clone();
         Arc::new(join_blocking(tokio::task::spawn_blocking(move || store.lock_shared())).await??)

@@ -26,6 +26,7 @@ use crate::content::{ContentError, Ingest};
 use crate::digest::Digest;
 use crate::image::Descriptor;
 use crate::reference::Reference;
+use crate::scrub::Scrubber;
 use crate::secret::{Credentials, Secret};
 
 pub mod auth;
@@ -126,7 +127,126 @@ pub enum RegistryError {
     Content(#[from] ContentError),
 }
 
+/// Longest text of one field of an error shown to the user.
+const MAX_SHOWN_FIELD: usize = 1000;
+
 impl RegistryError {
+    /// The error with every text field passed through [`Scrubber::clean`]: whatever a
+    /// server sent that reached a field (a message, a host from a redirect, a reason that
+    /// quotes a realm) shows no secret farm sent, no control character, nothing too long.
+    pub fn scrubbed(self, scrubber: &Scrubber) -> RegistryError {
+        let c = |text: String| scrubber.clean(&text, MAX_SHOWN_FIELD);
+        use RegistryError as E;
+        match self {
+            E::Connect { host, reason } => E::Connect {
+                host: c(host),
+                reason: c(reason),
+            },
+            E::Timeout {
+                host,
+                what,
+                seconds,
+            } => E::Timeout {
+                host: c(host),
+                what: c(what),
+                seconds,
+            },
+            E::BodyRead { host, what, reason } => E::BodyRead {
+                host: c(host),
+                what: c(what),
+                reason: c(reason),
+            },
+            E::ManifestNotFound { reference } => E::ManifestNotFound {
+                reference: c(reference),
+            },
+            E::NameUnknown { host, repository } => E::NameUnknown {
+                host: c(host),
+                repository: c(repository),
+            },
+            E::BlobNotFound {
+                host,
+                repository,
+                digest,
+            } => E::BlobNotFound {
+                host: c(host),
+                repository: c(repository),
+                digest,
+            },
+            E::AccessDenied { host, repository } => E::AccessDenied {
+                host: c(host),
+                repository: c(repository),
+            },
+            E::TooManyRequests { host, retry_after } => E::TooManyRequests {
+                host: c(host),
+                retry_after,
+            },
+            E::Status {
+                host,
+                what,
+                status,
+                message,
+            } => E::Status {
+                host: c(host),
+                what: c(what),
+                status,
+                message: message.map(c),
+            },
+            E::ManifestTooLarge { reference, max } => E::ManifestTooLarge {
+                reference: c(reference),
+                max,
+            },
+            E::ManifestDigestMismatch { reference, actual } => E::ManifestDigestMismatch {
+                reference: c(reference),
+                actual,
+            },
+            E::ContentDigestHeaderMismatch {
+                reference,
+                header,
+                actual,
+            } => E::ContentDigestHeaderMismatch {
+                reference: c(reference),
+                header,
+                actual,
+            },
+            E::RedirectRefused { host, what, reason } => E::RedirectRefused {
+                host: c(host),
+                what: c(what),
+                reason: c(reason),
+            },
+            E::TooManyRedirects { host, what } => E::TooManyRedirects {
+                host: c(host),
+                what: c(what),
+            },
+            E::RealmRefused { host, reason } => E::RealmRefused {
+                host: c(host),
+                reason: c(reason),
+            },
+            E::Auth { host, reason } => E::Auth {
+                host: c(host),
+                reason: c(reason),
+            },
+            E::InvalidRequest { host, reason } => E::InvalidRequest {
+                host: c(host),
+                reason: c(reason),
+            },
+            E::CredentialsFile { path, reason } => E::CredentialsFile {
+                path,
+                reason: c(reason),
+            },
+            E::CredentialHelper {
+                helper,
+                registry,
+                reason,
+            } => E::CredentialHelper {
+                helper: c(helper),
+                registry: c(registry),
+                reason: c(reason),
+            },
+            E::Client(reason) => E::Client(c(reason)),
+            other @ (E::Io { .. } | E::Content(_)) => other,
+        }
+    }
+
     /// Worth another attempt: network trouble, 5xx, 408, 429 (unless it asks for a wait
     /// past [`MAX_RETRY_AFTER`]).
     fn is_retryable(&self) -> bool {
@@ -226,6 +346,8 @@ struct Inner {
     tokens: Mutex<HashMap<(String, String), CachedToken>>,
     /// Looked-up credentials by registry.
     credentials: Mutex<HashMap<String, Option<Credentials>>>,
+    /// Every credential and token this client sent, to mask in what servers answer.
+    scrubber: Scrubber,
 }
 
 #[derive(Debug, Clone)]
@@ -322,7 +444,8 @@ fn valid_tag(tag: &str) -> bool {
 }
 
 fn reqwest_reason(e: &reqwest::Error) -> String {
-    // Without the URL: it may carry a token in its query.
+    // Without the URL: it may carry a token in its query. Callers' errors are scrubbed on
+    // their way out of the client as well.
     let mut reason = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {
@@ -374,6 +497,10 @@ impl RegistryClient {
             .user_agent(concat!("farm/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| RegistryError::Client(reqwest_reason(&e)))?;
+        let scrubber = Scrubber::new();
+        if let Some(credentials) = &options.credentials {
+            scrubber.add_credentials(credentials);
+        }
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 http,
@@ -383,8 +510,20 @@ impl RegistryClient {
                 modes: Mutex::default(),
                 tokens: Mutex::default(),
                 credentials: Mutex::default(),
+                scrubber,
             }),
         })
+    }
+
+    /// What masks the credentials and tokens this client sent (and will send): pass any
+    /// text a server may have influenced through [`Scrubber::clean`] before showing it.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.inner.scrubber
+    }
+
+    /// An error as it may leave the client: scrubbed.
+    fn shown(&self, error: RegistryError) -> RegistryError {
+        error.scrubbed(&self.inner.scrubber)
     }
 
     /// GET `/v2/<repository>/manifests/<manifest_reference>` (a tag or a digest), bounded to
@@ -397,6 +536,7 @@ impl RegistryClient {
     ) -> Result<FetchedManifest, RegistryError> {
         self.fetch_manifest_at(&Target::from_reference(reference), manifest_reference)
             .await
+            .map_err(|e| self.shown(e))
     }
 
     /// Download the blob of `descriptor` into `ingest`, starting at `ingest.offset()` (HTTP
@@ -416,6 +556,7 @@ impl RegistryClient {
             progress,
         )
         .await
+        .map_err(|e| self.shown(e))
     }
 
     /// Check `credentials` against `registry` (`host[:port]`, or `docker.io`): GET /v2/
@@ -430,8 +571,10 @@ impl RegistryClient {
         } else {
             registry
         };
+        self.inner.scrubber.add_credentials(credentials);
         self.check_login_at(&Target::new(registry, host, ""), credentials)
             .await
+            .map_err(|e| self.shown(e))
     }
 
     async fn check_login_at(
@@ -550,7 +693,7 @@ impl RegistryClient {
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| http::printable(v, 200));
+            .map(|v| self.inner.scrubber.clean(v, 200));
         let header_digest = response
             .headers()
             .get("docker-content-digest")
@@ -625,8 +768,11 @@ impl RegistryClient {
         let body = http::read_bounded(response, MAX_SMALL_BODY, self.inner.timing.idle)
             .await
             .unwrap_or_default();
-        let (code, message) = http::error_code(&body);
-        let code = code.unwrap_or_default();
+        let (code, message) = http::error_fields(&body);
+        let message = message.map(|m| self.inner.scrubber.clean(&m, 200));
+        let code = code
+            .map(|c| self.inner.scrubber.clean(&c, 64))
+            .unwrap_or_default();
         match (status, code.as_str()) {
             (401 | 403, _) | (_, "UNAUTHORIZED" | "DENIED") => target.access_denied(),
             (429, _) | (_, "TOOMANYREQUESTS") => RegistryError::TooManyRequests {

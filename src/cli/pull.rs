@@ -54,6 +54,7 @@ pub async fn run(globals: &Globals, args: PullArgs) -> Result<u8> {
     };
     let record = farm_puller::pull::pull(store, &client, &source, &options, progress)
         .await
+        .map_err(|e| super::shown_pull_error(e, client.scrubber()))
         .with_context(|| format!("pulling {}", source.name()))?;
     if args.quiet {
         println!("{}", record.name);

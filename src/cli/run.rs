@@ -246,6 +246,7 @@ async fn image(globals: &Globals, store: &Arc<Store>, args: &RunArgs) -> Result<
     let options = super::pull::pull_options(None)?;
     farm_puller::pull::pull(store.clone(), &client, &source, &options, progress)
         .await
+        .map_err(|e| super::shown_pull_error(e, client.scrubber()))
         .with_context(|| format!("pulling {}", source.name()))
 }
 

@@ -22,4 +22,5 @@ mod pull;
 mod review;
 mod run;
 mod sandbox;
+mod secrets;
 mod store;

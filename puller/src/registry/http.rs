@@ -58,13 +58,20 @@ pub async fn read_bounded(
     }
 }
 
-/// The first `{code, message}` of a distribution-spec error body
-/// (`{"errors":[{"code":..,"message":..}]}`), made printable.
-pub fn error_code(body: &[u8]) -> (Option<String>, Option<String>) {
+/// The first `{code, message}` of a distribution-spec error body, or an OAuth2 token
+/// server's `{error, error_description}`, as the server sent them: hostile text, for
+/// [`crate::scrub::Scrubber::clean`] before it is shown.
+pub fn error_fields(body: &[u8]) -> (Option<String>, Option<String>) {
     #[derive(serde::Deserialize)]
     struct Body {
         #[serde(default)]
         errors: Vec<Entry>,
+        #[serde(default)]
+        error: Option<serde_json::Value>,
+        #[serde(default)]
+        error_description: Option<serde_json::Value>,
+        #[serde(default)]
+        details: Option<serde_json::Value>,
     }
     #[derive(serde::Deserialize)]
     struct Entry {
@@ -73,13 +80,18 @@ pub fn error_code(body: &[u8]) -> (Option<String>, Option<String>) {
         #[serde(default)]
         message: Option<String>,
     }
+    let text = |value: Option<serde_json::Value>| match value? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    };
     match serde_json::from_slice::<Body>(body) {
         Ok(body) => match body.errors.into_iter().next() {
-            Some(entry) => (
-                entry.code.map(|c| printable(&c, 64)),
-                entry.message.map(|m| printable(&m, 200)),
+            Some(entry) => (entry.code, entry.message),
+            None => (
+                text(body.error),
+                text(body.error_description).or_else(|| text(body.details)),
             ),
-            None => (None, None),
         },
         Err(_) => (None, None),
     }
@@ -151,10 +163,17 @@ mod tests {
     #[test]
     fn parses_error_bodies_and_ranges() {
         let (code, message) =
-            error_code(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown\n\u001b[31m","detail":{}}]}"#);
+            error_fields(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown\n\u001b[31m","detail":{}}]}"#);
         assert_eq!(code.as_deref(), Some("MANIFEST_UNKNOWN"));
-        assert_eq!(message.as_deref(), Some("manifest unknown[31m"));
-        assert_eq!(error_code(b"<html>"), (None, None));
+        assert_eq!(
+            message.as_deref().map(|m| printable(m, 200)).as_deref(),
+            Some("manifest unknown[31m")
+        );
+        assert_eq!(error_fields(b"<html>"), (None, None));
+        let (code, message) =
+            error_fields(br#"{"error":"invalid_grant","error_description":"bad pass"}"#);
+        assert_eq!(code.as_deref(), Some("invalid_grant"));
+        assert_eq!(message.as_deref(), Some("bad pass"));
         assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
         assert_eq!(content_range_start("bytes */200"), None);
         assert_eq!(content_range_start("items 1-2/3"), None);

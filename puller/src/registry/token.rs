@@ -24,6 +24,7 @@ impl RegistryClient {
         creds: Creds<'_>,
     ) -> Result<Option<Credentials>, RegistryError> {
         if let Creds::Given(credentials) = creds {
+            self.inner.scrubber.add_credentials(credentials);
             return Ok(Some(credentials.clone()));
         }
         if let Some(found) = self
@@ -43,6 +44,9 @@ impl RegistryClient {
                 host: target.registry.clone(),
                 reason: "the credential lookup panicked".to_owned(),
             })??;
+        if let Some(credentials) = &found {
+            self.inner.scrubber.add_credentials(credentials);
+        }
         self.inner
             .credentials
             .lock()
@@ -156,7 +160,7 @@ impl RegistryClient {
             reason: match challenges.first() {
                 Some(c) => format!(
                     "it asks for the unsupported auth scheme {:?}",
-                    http::printable(&c.scheme, 40)
+                    self.inner.scrubber.clean(&c.scheme, 40)
                 ),
                 None => "it answered 401 without a usable WWW-Authenticate challenge".to_owned(),
             },
@@ -272,11 +276,16 @@ impl RegistryClient {
             });
         }
         if !status.is_success() {
+            // The token server's own words (it may have echoed what it was sent: scrubbed).
+            let body = http::read_bounded(response, MAX_SMALL_BODY, self.inner.timing.idle)
+                .await
+                .unwrap_or_default();
+            let (code, message) = http::error_fields(&body);
             return Err(RegistryError::Status {
                 host: realm_host,
                 what,
                 status: status.as_u16(),
-                message: None,
+                message: message.or(code).map(|m| self.inner.scrubber.clean(&m, 200)),
             });
         }
         let body = http::read_bounded(response, MAX_SMALL_BODY, self.inner.timing.idle)
@@ -319,6 +328,7 @@ impl RegistryClient {
             });
         };
         let token = Secret::new(token);
+        self.inner.scrubber.add_token(&token);
         if matches!(creds, Creds::Lookup) {
             let lifetime = Duration::from_secs(
                 parsed

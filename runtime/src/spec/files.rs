@@ -63,7 +63,9 @@ pub(crate) fn contents(
     host_resolv_conf: &str,
 ) -> Contents {
     let hosts = match network {
-        NetworkMode::None | NetworkMode::Internet => format!("{HOSTS_DEFAULT}127.0.0.1\t{hostname}\n"),
+        NetworkMode::None | NetworkMode::Internet => {
+            format!("{HOSTS_DEFAULT}127.0.0.1\t{hostname}\n")
+        }
         NetworkMode::Host => {
             let mut hosts = host_hosts.to_owned();
             if !hosts.is_empty() && !hosts.ends_with('\n') {
