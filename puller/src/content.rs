@@ -15,6 +15,13 @@ use tokio::io::AsyncWriteExt;
 
 use crate::digest::Digest;
 
+mod follow;
+use follow::Feed;
+pub use follow::{FollowHandle, Follower, Verdict};
+
+/// A writer publishes what it wrote to its followers at least this often (bytes).
+const PUBLISH_EVERY: u64 = 1 << 20;
+
 /// Errors of the content store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -129,6 +136,8 @@ impl ContentStore {
             digest: digest.clone(),
             size,
             offset,
+            published: offset,
+            feed: Feed::new(offset),
             hasher,
             path,
             final_path: self.path(digest),
@@ -299,6 +308,9 @@ pub struct Ingest {
     digest: Digest,
     size: u64,
     offset: u64,
+    /// Bytes flushed to the file and told to followers.
+    published: u64,
+    feed: std::sync::Arc<Feed>,
     hasher: Sha256,
     path: PathBuf,
     final_path: PathBuf,
@@ -337,7 +349,27 @@ impl Ingest {
         writer.write_all(buf).await.map_err(io_err(&self.path))?;
         self.hasher.update(buf);
         self.offset += buf.len() as u64;
+        if self.offset - self.published >= PUBLISH_EVERY {
+            self.publish().await?;
+        }
         Ok(())
+    }
+
+    /// Flush what was written and let followers read it.
+    pub async fn publish(&mut self) -> Result<(), ContentError> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.flush().await.map_err(io_err(&self.path))?;
+            self.published = self.offset;
+            self.feed.publish(self.published);
+        }
+        Ok(())
+    }
+
+    /// A reader of this blob from byte 0 that follows the writing (see [`Follower`]): it
+    /// ends only after [`Ingest::commit`] verified the blob.
+    pub fn follow(&self) -> Result<Follower, ContentError> {
+        let file = self._lock.try_clone().map_err(io_err(&self.path))?;
+        Ok(Follower::new(file, self.feed.clone(), self.size))
     }
 
     /// Throw away what was written (the server ignored a Range request, say).
@@ -347,6 +379,9 @@ impl Ingest {
             .as_mut()
             .expect("ingest writer is set until commit");
         writer.flush().await.map_err(io_err(&self.path))?;
+        // Followers fail before a byte of theirs is truncated.
+        self.feed.restart();
+        self.published = 0;
         let file = writer.get_mut();
         file.set_len(0).await.map_err(io_err(&self.path))?;
         tokio::io::AsyncSeekExt::seek(file, io::SeekFrom::Start(0))
@@ -375,17 +410,27 @@ impl Ingest {
         }
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if actual != self.digest {
+            self.feed.finish(Verdict::Failed);
             let _ = tokio::fs::remove_file(&self.path).await;
             return Err(ContentError::DigestMismatch {
                 expected: self.digest.clone(),
                 actual,
             });
         }
+        self.feed.publish(self.offset);
         file.sync_all().await.map_err(io_err(&self.path))?;
         tokio::fs::rename(&self.path, &self.final_path)
             .await
             .map_err(io_err(&self.final_path))?;
+        self.feed.finish(Verdict::Verified);
         Ok(self.final_path.clone())
+    }
+}
+
+impl Drop for Ingest {
+    /// Followers of an ingest that was not committed fail (no-op after a commit).
+    fn drop(&mut self) {
+        self.feed.finish(Verdict::Failed);
     }
 }
 

@@ -8,12 +8,9 @@
 //! half-finished pull.
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::content::ContentError;
 use crate::digest::Digest;
@@ -22,8 +19,10 @@ use crate::image::{
 };
 use crate::reference::{ImageSource, Reference};
 use crate::registry::RegistryClient;
-use crate::store::{ImageRecord, LayerRecord, Store, StoreError, StoreLock};
-use crate::unpack::{self, ImageBudget, UnpackOptions, STORE_ID_BASE};
+use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
+use crate::unpack::{ImageBudget, UnpackOptions, STORE_ID_BASE};
+
+mod layers;
 
 /// Options of one pull.
 #[derive(Debug, Clone)]
@@ -270,83 +269,41 @@ pub async fn pull(
             to_unpack.push(i);
         }
     }
-    // Owned descriptors: the download futures must not borrow a per-item lifetime (Send).
-    let mut downloads: BTreeMap<Digest, Descriptor> = BTreeMap::new();
-    for &i in &to_unpack {
+    // Each layer is downloaded and unpacked in one pass, several at once (`layers`).
+    let mut plans = Vec::with_capacity(to_unpack.len());
+    let mut first_of_blob: BTreeMap<Digest, usize> = BTreeMap::new();
+    for (position, &i) in to_unpack.iter().enumerate() {
         let layer = &layers[i];
-        if !store.content.has(&layer.digest, layer.size) {
-            downloads
-                .entry(layer.digest.clone())
-                .or_insert_with(|| layer.clone());
-        }
+        let same_blob_as = match first_of_blob.get(&layer.digest) {
+            Some(&first) => Some(first),
+            None => {
+                first_of_blob.insert(layer.digest.clone(), position);
+                None
+            }
+        };
+        plans.push(layers::LayerPlan {
+            descriptor: layer.clone(),
+            expected_diff_id: config.diff_ids[i].clone(),
+            chain_id: chain_ids[i].clone(),
+            options: UnpackOptions {
+                compression: compressions[i],
+                limits: options.limits.clone(),
+                id_base: STORE_ID_BASE,
+                parents: lower_snapshots(&store, &chain_ids[..i]),
+            },
+            same_blob_as,
+        });
     }
-
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<Digest>();
-    let download_all = {
-        let store = &store;
-        let progress = &progress;
-        let reference = resolved.reference.as_ref();
-        async move {
-            let mut finished = stream::iter(downloads.into_values())
-                .map(|layer: Descriptor| async move {
-                    ensure_blob(store, client, reference, &layer, Some(progress))
-                        .await
-                        .map(|()| layer.digest)
-                })
-                .buffer_unordered(options.max_concurrent_downloads.max(1));
-            while let Some(digest) = finished.try_next().await? {
-                if ready_tx.send(digest).is_err() {
-                    break;
-                }
-            }
-            Ok::<(), crate::Error>(())
-        }
+    let shared = layers::Shared {
+        store: store.clone(),
+        client,
+        reference: resolved.reference.as_ref(),
+        progress: progress.clone(),
+        lock: lock.clone(),
+        budget: Arc::new(ImageBudget::new(options.max_image_bytes)),
     };
-    let budget = Arc::new(ImageBudget::new(options.max_image_bytes));
-    let unpack_all = async {
-        for &i in &to_unpack {
-            let layer = &layers[i];
-            while !store.content.has(&layer.digest, layer.size) {
-                match ready_rx.recv().await {
-                    Some(_) => {}
-                    None => {
-                        return Err(crate::Error::from(ContentError::NotFound {
-                            digest: layer.digest.clone(),
-                        }));
-                    }
-                }
-            }
-            let job = UnpackJob {
-                store: store.clone(),
-                lock: lock.clone(),
-                digest: layer.digest.clone(),
-                expected_diff_id: config.diff_ids[i].clone(),
-                chain_id: chain_ids[i].clone(),
-                options: UnpackOptions {
-                    compression: compressions[i],
-                    limits: options.limits.clone(),
-                    id_base: STORE_ID_BASE,
-                    parents: lower_snapshots(&store, &chain_ids[..i]),
-                },
-                budget: budget.clone(),
-            };
-            progress.event(PullEvent::Extracting {
-                digest: layer.digest.clone(),
-            });
-            let warnings = join_blocking(tokio::task::spawn_blocking(move || job.run())).await??;
-            for message in warnings {
-                progress.event(PullEvent::Warning {
-                    digest: layer.digest.clone(),
-                    message,
-                });
-            }
-            progress.event(PullEvent::Extracted {
-                digest: layer.digest.clone(),
-            });
-        }
-        Ok::<(), crate::Error>(())
-    };
-    tokio::try_join!(download_all, unpack_all)?;
+    layers::unpack_all(&shared, plans, options.max_concurrent_downloads).await?;
+    drop(shared);
 
     let record = ImageRecord {
         name,
@@ -534,53 +491,6 @@ async fn ensure_blob(
         });
     }
     Ok(())
-}
-
-/// One layer's unpack, run on a blocking thread. It owns everything it touches (and a share
-/// of the store lock), so it finishes cleanly even if the pull that started it is dropped:
-/// the prepared snapshot is always committed or deleted.
-struct UnpackJob {
-    store: Arc<Store>,
-    lock: Arc<StoreLock>,
-    digest: Digest,
-    expected_diff_id: Digest,
-    chain_id: Digest,
-    options: UnpackOptions,
-    budget: Arc<ImageBudget>,
-}
-
-impl UnpackJob {
-    /// Returns the layer's warnings.
-    fn run(self) -> Result<Vec<String>, crate::Error> {
-        let _lock = self.lock;
-        let snapshots = &self.store.snapshots;
-        let blob = self.store.content.open_blob(&self.digest)?;
-        let prepared = snapshots.prepare()?;
-        let result = unpack::apply_layer(
-            BufReader::with_capacity(1 << 17, blob),
-            &prepared.fs(),
-            &self.options,
-            &self.budget,
-        );
-        let report = match result {
-            Ok(report) => report,
-            Err(e) => {
-                let _ = snapshots.abort(prepared);
-                return Err(e.into());
-            }
-        };
-        if report.diff_id != self.expected_diff_id {
-            let _ = snapshots.abort(prepared);
-            return Err(StoreError::DiffIdMismatch {
-                digest: self.digest,
-                actual: report.diff_id,
-                expected: self.expected_diff_id,
-            }
-            .into());
-        }
-        snapshots.commit(prepared, &self.chain_id)?;
-        Ok(report.warnings)
-    }
 }
 
 /// The committed snapshot trees below a layer, nearest first.

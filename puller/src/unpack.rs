@@ -10,6 +10,7 @@ mod stream;
 mod xattr;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -186,6 +187,114 @@ pub fn apply_layer(
     options: &UnpackOptions,
     budget: &ImageBudget,
 ) -> Result<UnpackReport, UnpackError> {
+    let charged = Cell::new(0);
+    let hooks = StreamHooks::default();
+    let decoded = stream::decompress(reader, options.compression);
+    apply_decoded(
+        decoded,
+        Hashing::Here,
+        dest,
+        options,
+        budget,
+        &hooks,
+        &charged,
+    )
+    .map(|(report, hasher)| report.with_diff_id(hasher))
+}
+
+/// What a caller of [`apply_layer_pipelined`] hooks into the unpack.
+pub struct StreamHooks<'a> {
+    /// Called when the unpack failed, before it waits for its reader thread: it must make
+    /// a read blocked in `reader` return (a follower of a download is abandoned).
+    pub abort: &'a (dyn Fn() + Sync),
+    /// Called before a hardlink is copied up from `parents`: returns once every lower
+    /// layer is committed (or failed), when lower layers are unpacked at the same time.
+    pub lowers_ready: &'a (dyn Fn() + Sync),
+}
+
+impl Default for StreamHooks<'_> {
+    fn default() -> Self {
+        StreamHooks {
+            abort: &|| {},
+            lowers_ready: &|| {},
+        }
+    }
+}
+
+/// What [`apply_layer_pipelined`] reports besides the layer's report.
+#[derive(Debug)]
+pub struct Pipelined {
+    pub result: Result<UnpackReport, UnpackError>,
+    /// Apparent bytes charged to the image budget, to give back if the layer is unpacked
+    /// again (its download started over).
+    pub charged: u64,
+}
+
+/// [`apply_layer`] on three threads: decompression of `reader` on one, the diff ID's
+/// sha256 on another, and the tar entries applied on the calling thread, joined by bounded
+/// channels (a few 256 KiB buffers each: memory does not grow with the layer). Every
+/// entry goes through exactly the same checks as [`apply_layer`].
+pub fn apply_layer_pipelined(
+    reader: impl Read + Send,
+    dest: &Path,
+    options: &UnpackOptions,
+    budget: &ImageBudget,
+    hooks: &StreamHooks<'_>,
+) -> Pipelined {
+    let charged = Cell::new(0);
+    let result = std::thread::scope(|scope| {
+        let (decoded, hasher) = stream::pipeline(scope, reader, options.compression);
+        let result = apply_decoded(
+            Ok(decoded),
+            Hashing::Elsewhere,
+            dest,
+            options,
+            budget,
+            hooks,
+            &charged,
+        );
+        if result.is_err() {
+            (hooks.abort)();
+        }
+        let hasher = hasher
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        result.map(|(report, _)| report.with_diff_id(hasher))
+    });
+    Pipelined {
+        result,
+        charged: charged.get(),
+    }
+}
+
+/// Where the diff ID's sha256 is computed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hashing {
+    /// On the thread that applies the entries.
+    Here,
+    /// By the caller, on the bytes it decompressed.
+    Elsewhere,
+}
+
+impl UnpackReport {
+    fn with_diff_id(mut self, hasher: sha2::Sha256) -> UnpackReport {
+        self.diff_id = Digest::from_hasher(hasher);
+        self
+    }
+}
+
+/// Apply the decompressed stream `decoded`. The report's diff ID is a placeholder: the
+/// caller sets it from the returned hasher (`Hashing::Here`) or its own.
+#[allow(clippy::too_many_arguments)] // one layer's parts: the two public fronts name them
+fn apply_decoded(
+    decoded: io::Result<impl Read>,
+    hashing: Hashing,
+    dest: &Path,
+    options: &UnpackOptions,
+    budget: &ImageBudget,
+    hooks: &StreamHooks<'_>,
+    charged: &Cell<u64>,
+) -> Result<(UnpackReport, sha2::Sha256), UnpackError> {
     let limits = &options.limits;
     let cap = stream_cap(limits);
     let meter = Rc::new(Meter::default());
@@ -206,13 +315,18 @@ pub fn apply_layer(
             source,
         }
     })?;
-    let decoded = stream::decompress(reader, options.compression)
-        .map_err(|source| stream_error(&meter, "(none)", source))?;
-    let mut archive = tar::Archive::new(Tee::new(decoded, cap, meter.clone()));
+    let decoded = decoded.map_err(|source| stream_error(&meter, "(none)", source))?;
+    let tee = match hashing {
+        Hashing::Here => Tee::new(decoded, cap, meter.clone()),
+        Hashing::Elsewhere => Tee::counting(decoded, cap, meter.clone()),
+    };
+    let mut archive = tar::Archive::new(tee);
     let mut layer = Layer {
         root,
         options,
         budget,
+        charged,
+        lowers_ready: hooks.lowers_ready,
         meter: meter.clone(),
         cap,
         entries: 0,
@@ -241,12 +355,13 @@ pub fn apply_layer(
         .into_inner()
         .drain()
         .map_err(|source| stream_error(&meter, &show(&layer.last), source))?;
-    Ok(UnpackReport {
-        diff_id: Digest::from_hasher(hasher),
+    let report = UnpackReport {
+        diff_id: Digest::from_hasher(sha2::Sha256::default()),
         entries: layer.entries,
         bytes: layer.bytes,
         warnings: layer.warnings,
-    })
+    };
+    Ok((report, hasher))
 }
 
 /// Uncompressed bytes a layer may have: its file content plus, per entry, room for a
@@ -288,6 +403,9 @@ struct Layer<'o> {
     root: Root,
     options: &'o UnpackOptions,
     budget: &'o ImageBudget,
+    /// What this layer took from `budget` so far.
+    charged: &'o Cell<u64>,
+    lowers_ready: &'o (dyn Fn() + Sync),
     meter: Rc<Meter>,
     cap: u64,
     entries: u64,
@@ -375,6 +493,7 @@ impl Layer<'_> {
                 path: show(path),
                 size,
             })?;
+        self.charged.set(self.charged.get().saturating_add(size));
         Ok(())
     }
 
@@ -779,6 +898,7 @@ impl Layer<'_> {
             target: show(target),
             reason,
         };
+        (self.lowers_ready)();
         let lower = root::find_lower(&self.options.parents, target)
             .map_err(|e| refuse(e.to_string()))?
             .ok_or_else(|| refuse("the target exists neither in this layer nor below".into()))?;

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::rc::Rc;
+use std::sync::{mpsc, Arc};
 
 use sha2::{Digest as _, Sha256};
 
@@ -40,7 +41,8 @@ pub(super) struct Meter {
 /// bytes went through (a stream of zeros after the archive end is a bomb too).
 pub(super) struct Tee<R> {
     inner: R,
-    hasher: Sha256,
+    /// None when the diff ID is hashed on another thread.
+    hasher: Option<Sha256>,
     cap: u64,
     meter: Rc<Meter>,
 }
@@ -49,7 +51,17 @@ impl<R: Read> Tee<R> {
     pub(super) fn new(inner: R, cap: u64, meter: Rc<Meter>) -> Tee<R> {
         Tee {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
+            cap,
+            meter,
+        }
+    }
+
+    /// Counts and caps, hashes nothing.
+    pub(super) fn counting(inner: R, cap: u64, meter: Rc<Meter>) -> Tee<R> {
+        Tee {
+            inner,
+            hasher: None,
             cap,
             meter,
         }
@@ -60,7 +72,7 @@ impl<R: Read> Tee<R> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match self.read(&mut buf) {
-                Ok(0) => return Ok(self.hasher),
+                Ok(0) => return Ok(self.hasher.unwrap_or_default()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -81,8 +93,101 @@ impl<R: Read> Read for Tee<R> {
             self.meter.over_cap.set(true);
             return Err(over_cap(self.cap));
         }
-        self.hasher.update(&buf[..n]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         Ok(n)
+    }
+}
+
+/// Decompressed bytes in flight between two threads of a pipelined unpack, per channel.
+const PIPE_DEPTH: usize = 4;
+const PIPE_CHUNK: usize = 256 << 10;
+
+/// Start the decompression of `reader` and the sha256 of what it yields on two threads of
+/// `scope`: the reader of the decompressed bytes, and the diff ID's hasher (complete once
+/// the reader reached its end). A decompression error reaches the reader as its error.
+pub(super) fn pipeline<'scope, R: Read + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    reader: R,
+    compression: Compression,
+) -> (ChannelReader, std::thread::ScopedJoinHandle<'scope, Sha256>) {
+    let (data_tx, data_rx) = mpsc::sync_channel::<io::Result<Arc<[u8]>>>(PIPE_DEPTH);
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<[u8]>>(PIPE_DEPTH);
+    std::thread::Builder::new()
+        .name("farm-inflate".into())
+        .spawn_scoped(scope, move || {
+            let mut decoded = match decompress(reader, compression) {
+                Ok(decoded) => decoded,
+                Err(e) => {
+                    let _ = data_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut buf = vec![0u8; PIPE_CHUNK];
+            loop {
+                match decoded.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let chunk: Arc<[u8]> = Arc::from(&buf[..n]);
+                        if hash_tx.send(chunk.clone()).is_err() || data_tx.send(Ok(chunk)).is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = data_tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("spawn the decompression thread");
+    let hasher = std::thread::Builder::new()
+        .name("farm-diffid".into())
+        .spawn_scoped(scope, move || {
+            let mut hasher = Sha256::new();
+            for chunk in hash_rx {
+                hasher.update(&chunk);
+            }
+            hasher
+        })
+        .expect("spawn the hashing thread");
+    (
+        ChannelReader {
+            rx: data_rx,
+            chunk: None,
+        },
+        hasher,
+    )
+}
+
+/// The reading end of [`pipeline`].
+pub(super) struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Arc<[u8]>>>,
+    /// The chunk being read and how much of it was read.
+    chunk: Option<(Arc<[u8]>, usize)>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some((chunk, at)) = &mut self.chunk {
+                if *at < chunk.len() {
+                    let n = buf.len().min(chunk.len() - *at);
+                    buf[..n].copy_from_slice(&chunk[*at..*at + n]);
+                    *at += n;
+                    return Ok(n);
+                }
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => self.chunk = Some((chunk, 0)),
+                Ok(Err(e)) => return Err(e),
+                // The decompression thread ended: the stream's end.
+                Err(_) => return Ok(0),
+            }
+        }
     }
 }
 
