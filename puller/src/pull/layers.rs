@@ -258,8 +258,9 @@ impl UnpackJob {
     /// Unpack while the blob downloads; commit only once the blob was verified. A
     /// download that started over is unpacked again into a fresh folder.
     fn run_streaming(self, mut follower: Follower) -> Result<Vec<String>, crate::Error> {
-        let handle = follower.handle();
         loop {
+            // Taken again after a restart: it knows the generation being read.
+            let handle = follower.handle();
             let abandon = || handle.abandon();
             let verified = || handle.verified();
             match self.apply(
@@ -373,5 +374,129 @@ impl From<LowerFailed> for crate::Error {
             source: std::io::Error::other(e),
         }
         .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Compression;
+
+    /// A one-file, uncompressed layer tar.
+    fn layer_tar() -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let data = vec![b'x'; 3 << 20];
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "big.bin", &data[..])
+            .unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    fn job(store: &Arc<Store>, digest: Digest, tar: &[u8]) -> UnpackJob {
+        UnpackJob {
+            store: store.clone(),
+            lock: Arc::new(store.lock_shared().unwrap()),
+            gates: Arc::new(Gates::new(1)),
+            position: 0,
+            plan: LayerPlan {
+                descriptor: Descriptor {
+                    media_type: "application/vnd.oci.image.layer.v1.tar".to_owned(),
+                    digest,
+                    size: tar.len() as u64,
+                    urls: None,
+                    platform: None,
+                    annotations: None,
+                },
+                expected_diff_id: Digest::of(tar),
+                chain_id: Digest::of(tar),
+                options: UnpackOptions {
+                    compression: Compression::None,
+                    limits: Default::default(),
+                    id_base: 0,
+                    parents: Vec::new(),
+                },
+                same_blob_as: None,
+            },
+            budget: Arc::new(ImageBudget::new(u64::MAX)),
+        }
+    }
+
+    fn snapshot_dirs(store: &Store) -> Vec<String> {
+        let root = store.snapshots.path(&Digest::of(b"x"));
+        let root = root.parent().unwrap().parent().unwrap();
+        std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    }
+
+    /// Streams `tar` (restarting once after `restart_after` bytes when set) into a job for
+    /// the blob `digest`; returns the job's result and the commit's.
+    async fn stream(
+        store: &Arc<Store>,
+        digest: Digest,
+        tar: &[u8],
+        restart_after: Option<usize>,
+    ) -> (Result<Vec<String>, crate::Error>, Result<(), ContentError>) {
+        let mut ingest = store.content.ingest(&digest, tar.len() as u64).unwrap();
+        let follower = ingest.follow().unwrap();
+        let job = job(store, digest, tar);
+        let unpack = tokio::task::spawn_blocking(move || job.run_streaming(follower));
+        if let Some(at) = restart_after {
+            ingest.write_all(&tar[..at]).await.unwrap();
+            ingest.publish().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            ingest.reset().await.unwrap();
+        }
+        for chunk in tar.chunks(64 << 10) {
+            ingest.write_all(chunk).await.unwrap();
+        }
+        let committed = ingest.commit().await.map(|_| ());
+        (unpack.await.unwrap(), committed)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn digest_failing_after_all_bytes_extracted_leaves_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let tar = layer_tar();
+        // Every byte is a valid layer with the right diff ID; only the blob digest fails.
+        let (unpacked, committed) = stream(&store, Digest::of(b"another blob"), &tar, None).await;
+        assert!(matches!(
+            committed,
+            Err(ContentError::DigestMismatch { .. })
+        ));
+        assert!(unpacked.is_err(), "the unpack must not succeed");
+        assert!(!store.snapshots.exists(&Digest::of(&tar)));
+        assert!(
+            snapshot_dirs(&store).is_empty(),
+            "no snapshot and no temporary folder: {:?}",
+            snapshot_dirs(&store)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn verified_stream_commits_and_a_restarted_download_unpacks_again() {
+        for restart_after in [None, Some(1 << 20)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            let tar = layer_tar();
+            let (unpacked, committed) = stream(&store, Digest::of(&tar), &tar, restart_after).await;
+            committed.unwrap();
+            unpacked.unwrap();
+            let file = store.snapshots.path(&Digest::of(&tar)).join("big.bin");
+            assert_eq!(std::fs::read(file).unwrap().len(), 3 << 20);
+            assert_eq!(
+                snapshot_dirs(&store),
+                vec![Digest::of(&tar).hex().to_owned()]
+            );
+        }
     }
 }
