@@ -189,9 +189,8 @@ fn assert_shown_scrubbed(run: &crate::support::Run, farm: &Farm) {
     }
 }
 
-#[test]
-fn registry_echoing_basic_authorization_in_error_body_shows_no_secret() {
-    let server = start(Mode::Basic);
+/// `farm login` and `farm pull --username` against `server`: both show its echo scrubbed.
+fn login_and_pull(server: &EchoServer) -> (Farm, String, String) {
     let host = format!("127.0.0.1:{}", server.port);
     let farm = Farm::new();
     let run = farm.run_stdin(&["login", "-u", USER, "--password-stdin", &host], PASSWORD);
@@ -202,21 +201,19 @@ fn registry_echoing_basic_authorization_in_error_body_shows_no_secret() {
         PASSWORD,
     );
     assert_shown_scrubbed(&run, &farm);
+    (farm, host, image)
+}
+
+#[test]
+fn registry_echoing_basic_authorization_in_error_body_shows_no_secret() {
+    let server = start(Mode::Basic);
+    login_and_pull(&server);
 }
 
 #[test]
 fn registry_echoing_bearer_token_in_error_body_shows_no_secret() {
     let server = start(Mode::Bearer);
-    let host = format!("127.0.0.1:{}", server.port);
-    let farm = Farm::new();
-    let run = farm.run_stdin(&["login", "-u", USER, "--password-stdin", &host], PASSWORD);
-    assert_shown_scrubbed(&run, &farm);
-    let image = format!("{host}/e2e/echo:1");
-    let run = farm.run_stdin(
-        &["pull", "--username", USER, "--password-stdin", &image],
-        PASSWORD,
-    );
-    assert_shown_scrubbed(&run, &farm);
+    let (farm, host, image) = login_and_pull(&server);
     // Stored credentials (as `farm login` writes them) through `farm run`'s pull.
     let auth = serde_json::json!({"auths": {&host: {"auth": STANDARD.encode(format!("{USER}:{PASSWORD}"))}}});
     std::fs::create_dir_all(farm.root()).unwrap();
