@@ -17,6 +17,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod network;
 pub mod options;
 pub mod rootfs;
 pub mod sandbox;

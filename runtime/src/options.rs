@@ -43,6 +43,11 @@ pub struct RunOptions {
     /// `-v`/`--mount type=bind`.
     pub binds: Vec<BindMount>,
     pub network: NetworkMode,
+    /// `--dns`: nameservers for the container's resolv.conf instead of farm's forwarder
+    /// (with `--network internet` still subject to its blocklist).
+    pub dns: Vec<std::net::IpAddr>,
+    /// Per-job network limits; they can only tighten the farmer's.
+    pub network_limits: NetLimits,
     pub security: SecurityOptions,
     /// `--stop-signal` (a name like `SIGTERM` or `TERM`, or a number); the image's
     /// StopSignal, then SIGTERM, when absent.
@@ -114,6 +119,16 @@ pub enum NetworkMode {
     /// Its own network namespace with egress to public addresses only: the LAN, the host,
     /// link-local/metadata and other containers are blocked (`runtime::network`).
     Internet,
+}
+
+/// `--net-conn-rate`, `--net-max-conn`, `--net-egress-mbps`: a job's own network limits
+/// (`None` or 0: the farmer's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetLimits {
+    pub new_connections_per_second: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub egress_mbps: Option<u32>,
 }
 
 /// `--security-opt`, `--cap-add`, `--cap-drop`.
