@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         let code = farm_runtime::monitor::supervise_main(&argv[2..]);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    if argv.get(1).map(String::as_str) == Some(farm_runtime::network::dns::DNS_ARG) {
+        let code = farm_runtime::network::dns::main(&argv[2..]);
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let args = match cli::run_sync(cli::Cli::parse()) {
         Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
         Err(args) => args,

@@ -303,7 +303,11 @@ fn reap(layout: &Layout, state: &StateStore, record: &ContainerRecord) -> Result
         usage,
         wall_seconds: 0.0,
         gpus: Vec::new(),
+        network: crate::network::usage(&record.id),
     };
+    if record.options.network == crate::options::NetworkMode::Internet {
+        let _ = crate::network::teardown(layout, &record.id);
+    }
     state.set_exited(&record.id, &exit, &crate::monitor::now())?;
     if record.options.auto_remove {
         remove_files(layout, &record.id)?;

@@ -200,6 +200,7 @@ fn supervise_and_finish(
         usage,
         wall_seconds,
         gpus: Vec::new(),
+        network: None,
     };
     match StateStore::open(layout.root()).and_then(|state| Ok((state.get(id)?, state))) {
         Ok((record, state)) => {
@@ -346,6 +347,13 @@ fn humantime(d: Duration) -> String {
 
 /// Record the exit, release what the container held, and remove it with `--rm`.
 fn finish(layout: &Layout, state: &StateStore, record: &ContainerRecord, exit: &Exit) {
+    let mut exit = exit.clone();
+    if record.options.network == crate::options::NetworkMode::Internet {
+        // Counters first: teardown removes them with the rest.
+        exit.network = crate::network::usage(&record.id);
+        let _ = crate::network::teardown(layout, &record.id);
+    }
+    let exit = &exit;
     let _ = container::delete(
         &layout.run_root(),
         &record.id,
@@ -494,6 +502,10 @@ fn start(
         .ok_or_else(|| Failure::farm("libcontainer gave no pid for the container"))?;
     if let Some(view) = &proc_view {
         crate::sandbox::procview::install(pid, view).map_err(Failure::farm)?;
+    }
+    if record.options.network == crate::options::NetworkMode::Internet {
+        crate::network::attach_container(layout, &record.id, pid, &record.options)
+            .map_err(Failure::farm)?;
     }
     let mut terminal = None;
     if let Some((path, listener)) = console {

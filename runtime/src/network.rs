@@ -252,6 +252,68 @@ fn lock(layout: &Layout) -> Result<std::fs::File, NetworkError> {
     Ok(file)
 }
 
+/// [`attach`] with the farmer's config, the job's limits and a free slot of the pool.
+pub fn attach_container(
+    layout: &Layout,
+    id: &str,
+    pid: i32,
+    options: &crate::options::RunOptions,
+) -> Result<Attachment, NetworkError> {
+    let config = NetworkConfig::load(layout.root())?;
+    let limits = config.limits_for(&options.network_limits);
+    let slot = take_slot(layout, id, &config.pool()?)?;
+    attach(layout, id, slot, pid, &config, &limits, &options.dns)
+}
+
+fn slots_dir(layout: &Layout) -> PathBuf {
+    layout.root().join("network-slots")
+}
+
+/// A free /31 of the pool for `id`: the file `<root>/network-slots/<n>`, made with
+/// O_EXCL and holding the id, is the record (written before any interface exists).
+fn take_slot(layout: &Layout, id: &str, pool: &Cidr) -> Result<u32, NetworkError> {
+    use std::io::Write as _;
+    let dir = slots_dir(layout);
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| NetworkError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let _guard = lock(layout)?;
+    for slot in 0..plan::slots(pool) {
+        let path = dir.join(slot.to_string());
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => {
+                file.write_all(id.as_bytes()).map_err(io_err(&path))?;
+                return Ok(slot);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A slot whose container folder is gone was left by a crash: reuse it.
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                if !owner.is_empty() && !layout.container(owner.trim()).exists() {
+                    std::fs::write(&path, id).map_err(io_err(&path))?;
+                    return Ok(slot);
+                }
+            }
+            Err(source) => return Err(NetworkError::Io { path, source }),
+        }
+    }
+    Err(NetworkError::PoolFull {
+        pool: pool.to_string(),
+    })
+}
+
+fn release_slot(layout: &Layout, id: &str) {
+    let Ok(entries) = std::fs::read_dir(slots_dir(layout)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if std::fs::read_to_string(entry.path()).is_ok_and(|owner| owner.trim() == id) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Give the created (not yet started) container `pid` its network: the rules, then the
 /// veth pair, its addresses and route, then the DNS forwarder. On error what was made is
 /// taken down again and the container must not start.
@@ -361,6 +423,9 @@ pub fn teardown(layout: &Layout, id: &str) -> Result<(), NetworkError> {
     match lock(layout).and_then(|_guard| firewall::remove(&short)) {
         Ok(()) => {}
         Err(e) => first = first.or(Some(e)),
+    }
+    if first.is_none() {
+        release_slot(layout, id);
     }
     match first {
         Some(e) => Err(e),

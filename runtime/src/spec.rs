@@ -169,6 +169,15 @@ fn build_with(
         &files::read_host_file(host.hosts)?,
         &files::read_host_file(host.resolv_conf)?,
     );
+    // Internet: farm's forwarder on the container's own 127.0.0.53 (or the --dns servers).
+    let contents = if options.network == NetworkMode::Internet || !options.dns.is_empty() {
+        files::Contents {
+            resolv_conf: crate::network::plan::resolv_conf(&options.dns),
+            ..contents
+        }
+    } else {
+        contents
+    };
     files::write(&ctx.files_dir, &contents, ctx.ids.uid, ctx.ids.gid)?;
 
     let caps: HashSet<Capability> = caps.into_iter().collect();

@@ -108,6 +108,9 @@ pub struct Exit {
     /// GPU-seconds and energy per leased GPU (the base of GPU earnings).
     #[serde(default)]
     pub gpus: Vec<GpuUsage>,
+    /// Bytes and packets in and out (`--network internet` only).
+    #[serde(default)]
+    pub network: Option<crate::network::NetUsage>,
 }
 
 /// What a container used of one GPU.

@@ -199,6 +199,12 @@ fn inspect_json(r: &ContainerRecord, gpus: &[String]) -> serde_json::Value {
                 "Seconds": g.seconds,
                 "EnergyJoules": g.energy_joules,
             })).collect::<Vec<_>>(),
+            "Network": exit.network.map(|n| json!({
+                "TxBytes": n.tx_bytes,
+                "TxPackets": n.tx_packets,
+                "RxBytes": n.rx_bytes,
+                "RxPackets": n.rx_packets,
+            })),
         },
         "Gpus": gpus,
         "IdMap": { "Uid": r.ids.uid, "Gid": r.ids.gid, "Size": r.ids.size },

@@ -97,9 +97,22 @@ pub struct RunArgs {
     /// Bind mount: type=bind,source=...,target=...[,readonly]
     #[arg(long, value_name = "type=bind,source=,target=")]
     mount: Vec<String>,
-    /// Network: none (loopback only, the default) or host
+    /// Network: none (loopback only, the default), internet (public addresses only: the
+    /// LAN, the host, link-local/metadata and other containers are blocked) or host
     #[arg(long, default_value = "none")]
     network: String,
+    /// Nameserver for the container's resolv.conf (repeatable)
+    #[arg(long)]
+    dns: Vec<std::net::IpAddr>,
+    /// Most new connections per second (only lowers the farmer's limit)
+    #[arg(long = "net-conn-rate", value_name = "N")]
+    net_conn_rate: Option<u32>,
+    /// Most open connections at once (only lowers the farmer's limit)
+    #[arg(long = "net-max-conn", value_name = "N")]
+    net_max_conn: Option<u32>,
+    /// Egress bandwidth cap in Mbit/s (only lowers the farmer's limit)
+    #[arg(long = "net-egress-mbps", value_name = "MBPS")]
+    net_egress_mbps: Option<u32>,
     /// Signal that `farm stop` sends first (default SIGTERM or the image's)
     #[arg(long = "stop-signal")]
     stop_signal: Option<String>,
@@ -312,8 +325,14 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
     }
     let network = match args.network.as_str() {
         "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        other => bail!("unsupported --network {other:?}: use none or host"),
+        "host" => {
+            eprintln!(
+                "farm: warning: --network host gives the container the host's network: every LAN device, every service listening on the host (also on 127.0.0.1) and the cloud metadata address"
+            );
+            NetworkMode::Host
+        }
+        "internet" => NetworkMode::Internet,
+        other => bail!("unsupported --network {other:?}: use none, internet or host"),
     };
     let mut seccomp = SeccompMode::Default;
     for opt in &args.security_opt {
@@ -386,6 +405,12 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         tmpfs,
         binds,
         network,
+        dns: args.dns.clone(),
+        network_limits: farm_runtime::options::NetLimits {
+            new_connections_per_second: args.net_conn_rate,
+            max_connections: args.net_max_conn,
+            egress_mbps: args.net_egress_mbps,
+        },
         security: SecurityOptions {
             seccomp,
             cap_add: args.cap_add.clone(),

@@ -16,6 +16,7 @@ mod gpu;
 mod info;
 mod lifecycle;
 mod lifecycle_faults;
+mod network;
 mod limits;
 mod offline;
 mod pull;
