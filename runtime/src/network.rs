@@ -282,7 +282,11 @@ fn take_slot(layout: &Layout, id: &str, pool: &Cidr) -> Result<u32, NetworkError
     let _guard = lock(layout)?;
     for slot in 0..plan::slots(pool) {
         let path = dir.join(slot.to_string());
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(mut file) => {
                 file.write_all(id.as_bytes()).map_err(io_err(&path))?;
                 return Ok(slot);

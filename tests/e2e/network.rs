@@ -3,6 +3,7 @@
 //! home router and DNS resolver (192.168.x, with 169.254.169.254 on it), and an
 //! "internet" host on 203.0.113.10 behind the router. No packet leaves these namespaces.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -29,10 +30,16 @@ fn sh(script: &str) -> bool {
 fn prereqs() -> bool {
     let root = nix_is_root();
     require(root, "root")
-        && require(crate::support::have_file("/usr/sbin/nft"), "nft (apt-get install nftables)")
+        && require(
+            crate::support::have_file("/usr/sbin/nft"),
+            "nft (apt-get install nftables)",
+        )
         && require(crate::support::have_file("/usr/sbin/ip"), "ip (iproute2)")
         && require(crate::support::have_file("/bin/busybox"), "busybox-static")
-        && require(crate::support::containers::run_prereqs(), "farm run prerequisites")
+        && require(
+            crate::support::containers::run_prereqs(),
+            "farm run prerequisites",
+        )
 }
 
 fn nix_is_root() -> bool {
@@ -42,11 +49,12 @@ fn nix_is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
-/// A tiny DNS server (Python): every A query gets 203.0.113.10; queries are logged.
+/// A tiny DNS server (Python), `LOG ADDRESS PORT`: every A query gets 203.0.113.10;
+/// each datagram received is logged.
 const DNS_SERVER: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("192.168.77.1", 53))
+s.bind((sys.argv[2], int(sys.argv[3])))
 while True:
     q, a = s.recvfrom(512)
     open(sys.argv[1], "a").write("query\n")
@@ -59,9 +67,29 @@ while True:
     s.sendto(r, a)
 "#;
 
+/// Accepts one connection on 203.0.113.10:9000, reads 2,000,000 bytes, closes.
+const SINK: &str = r#"
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.10", 9000))
+s.listen(1)
+c, _ = s.accept()
+n = 0
+while n < 2000000:
+    d = c.recv(65536)
+    if not d:
+        break
+    n += len(d)
+c.close()
+"#;
+
 impl World {
     fn new() -> World {
-        let tag = std::process::id() % 100_000;
+        // Tests run in parallel in one process: the tag is unique per world.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = (std::process::id() % 10_000) * 10 + n;
         let (farmer, lan, inet) = (
             format!("fnf{tag}"),
             format!("fnl{tag}"),
@@ -80,6 +108,8 @@ ip -n {farmer} addr add 2001:db8:77::2/64 dev a{tag} nodad
 ip -n {farmer} link set a{tag} up
 ip -n {farmer} route add default via 192.168.77.1
 ip -n {lan} addr add 192.168.77.1/24 dev b{tag}
+ip -n {lan} addr add fd77::1/64 dev b{tag} nodad
+ip -n {lan} addr add 2001:db8:77::1/64 dev b{tag} nodad
 ip -n {lan} addr add 169.254.169.254/32 dev lo
 ip -n {lan} link set b{tag} up
 ip -n {lan} addr add 203.0.113.1/24 dev c{tag}
@@ -92,11 +122,18 @@ ip -n {inet} route add default via 203.0.113.1
         );
         assert!(sh(&script), "building the test world failed");
         let image_dir = dir.path().join("image");
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/busybox-image"))
-            .arg(&image_dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/busybox-image"
+        ))
+        .arg(&image_dir)
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let image = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         std::fs::write(dir.path().join("resolv.conf"), "nameserver 192.168.77.1\n").unwrap();
         let mut world = World {
@@ -110,21 +147,79 @@ ip -n {inet} route add default via 203.0.113.1
         // Listeners: the internet answers; the LAN records every connection it gets.
         let lan_log = world.path("lan.log");
         let hit = world.path("hit.sh");
-        std::fs::write(&hit, format!("#!/bin/sh\necho hit >> {}\n", lan_log.display())).unwrap();
+        std::fs::write(
+            &hit,
+            format!("#!/bin/sh\necho hit >> {}\n", lan_log.display()),
+        )
+        .unwrap();
         std::fs::set_permissions(&hit, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         std::fs::write(&lan_log, "").unwrap();
         let inet = world.inet.clone();
         let lan = world.lan.clone();
-        world.spawn(&inet, &["busybox", "nc", "-ll", "-p", "8080", "-e", "echo", "internet-ok"]);
-        world.spawn(&inet, &["busybox", "nc", "-ll", "-p", "25", "-e", "echo", "smtp-LEAK"]);
-        world.spawn(&inet, &["sh", "-c", "busybox nc -l -p 9000 > /dev/null"]);
+        world.spawn(
+            &inet,
+            &[
+                "busybox",
+                "nc",
+                "-ll",
+                "-p",
+                "8080",
+                "-e",
+                "echo",
+                "internet-ok",
+            ],
+        );
+        world.spawn(
+            &inet,
+            &[
+                "busybox",
+                "nc",
+                "-ll",
+                "-p",
+                "25",
+                "-e",
+                "echo",
+                "smtp-LEAK",
+            ],
+        );
+        // The metering sink: reads 2 MB, then closes (a busybox listener would close at once
+        // when its own stdin ends).
+        world.spawn(&inet, &["python3", "-c", SINK]);
         let hit = hit.to_string_lossy().into_owned();
         for port in ["8080", "53", "22"] {
             world.spawn(&lan, &["busybox", "nc", "-ll", "-p", port, "-e", &hit]);
         }
         let dns_log = world.path("dns.log").to_string_lossy().into_owned();
-        world.spawn(&lan, &["python3", "-c", DNS_SERVER, &dns_log]);
+        world.spawn(
+            &lan,
+            &["python3", "-c", DNS_SERVER, &dns_log, "192.168.77.1", "53"],
+        );
+        // UDP: the LAN records datagrams on 5300 into lan.log; the internet answers there.
+        let lan_log = lan_log.to_string_lossy().into_owned();
+        world.spawn(
+            &lan,
+            &[
+                "python3",
+                "-c",
+                DNS_SERVER,
+                &lan_log,
+                "192.168.77.1",
+                "5300",
+            ],
+        );
+        let inet_log = world.path("inet-udp.log").to_string_lossy().into_owned();
+        world.spawn(
+            &inet,
+            &[
+                "python3",
+                "-c",
+                DNS_SERVER,
+                &inet_log,
+                "203.0.113.10",
+                "5300",
+            ],
+        );
         std::thread::sleep(Duration::from_millis(500));
         world
     }
@@ -153,7 +248,9 @@ ip -n {inet} route add default via 203.0.113.1
             self.path("resolv.conf").display(),
             self.farmer
         ));
-        cmd.arg("sh").arg(inner.get_program()).args(inner.get_args());
+        cmd.arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args());
         for (k, v) in inner.get_envs() {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -176,10 +273,18 @@ ip -n {inet} route add default via 203.0.113.1
             .output()
             .unwrap();
         let mut left = String::from_utf8_lossy(&out.stdout).into_owned();
-        let helpers = Command::new("pgrep").args(["-f", "farm __dns"]).output().unwrap();
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let _ = root;
-        left.push_str(&String::from_utf8_lossy(&helpers.stdout));
+        // DNS helpers of this world: they live in the farmer machine's network namespace.
+        let ours = std::fs::metadata(format!("/run/netns/{}", self.farmer)).map(|m| m.ino());
+        let helpers = Command::new("pgrep")
+            .args(["-f", "__dns"])
+            .output()
+            .unwrap();
+        for pid in String::from_utf8_lossy(&helpers.stdout).split_whitespace() {
+            let theirs = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino());
+            if ours.is_ok() && theirs.ok() == ours.as_ref().ok().copied() {
+                left.push_str(&format!("dns helper {pid}\n"));
+            }
+        }
         left
     }
 }
@@ -204,23 +309,45 @@ fn run_in(world: &World, farm: &Farm, extra: &[&str], script: &str) -> Run {
     world.farm(farm, &args)
 }
 
-/// One case per line: `label: command`, the command's status printed after it.
+/// One case per line: `label: command`, the command's status printed after it. Blocked
+/// TCP connects run under `timeout 1`: refused within a second, or rc=143.
 const CASES: &str = r#"
 for c in \
   "internet_ip:timeout 3 nc 203.0.113.10 8080" \
   "internet_dns:timeout 3 nc internet.test 8080" \
-  "lan_router:timeout 3 nc 192.168.77.1 8080" \
-  "lan_dns_tcp:timeout 3 nc 192.168.77.1 53" \
-  "farmer_lan_ip:timeout 3 nc 192.168.77.2 22" \
-  "gateway:timeout 3 nc 10.231.0.0 22" \
-  "metadata:timeout 3 nc 169.254.169.254 8080" \
-  "mapped:timeout 3 nc ::ffff:192.168.77.1 8080" \
-  "ula:timeout 3 nc fd77::1 8080" \
-  "smtp:timeout 3 nc 203.0.113.10 25" ; do
+  "internet_udp:timeout 3 nslookup internet.test 203.0.113.10:5300" \
+  "lan_router:timeout 1 nc 192.168.77.1 8080" \
+  "lan_dns_tcp:timeout 1 nc 192.168.77.1 53" \
+  "lan_udp:timeout 3 nslookup internet.test 192.168.77.1:5300" \
+  "farmer_lan_ip:timeout 1 nc 192.168.77.2 22" \
+  "gateway:timeout 1 nc 10.231.0.0 22" \
+  "metadata:timeout 1 nc 169.254.169.254 8080" \
+  "mapped:timeout 1 nc ::ffff:192.168.77.1 8080" \
+  "ula:timeout 1 nc fd77::1 8080" \
+  "lan_v6_global:timeout 1 nc 2001:db8:77::1 8080" \
+  "peer:timeout 1 nc $PEER 8080" \
+  "smtp:timeout 1 nc 203.0.113.10 25" ; do
   label=${c%%:*}; cmd=${c#*:}
   out=$(sh -c "$cmd" 2>&1 </dev/null); echo "$label rc=$? out=$out"
 done
 "#;
+
+/// The peer container's IPv4 address, from the `ip -o addr` line it logs first.
+fn peer_address(world: &World, farm: &Farm) -> String {
+    for _ in 0..50 {
+        let logs = world.farm(farm, &["logs", "peer"]);
+        if let Some(addr) = logs
+            .stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+        {
+            return addr.split('/').next().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the peer container printed no address");
+}
 
 fn case<'a>(run: &'a Run, label: &str) -> &'a str {
     run.stdout
@@ -236,32 +363,80 @@ fn internet_mode_reaches_the_internet_and_nothing_on_the_lan_or_host() {
     }
     let world = World::new();
     let farm = Farm::new();
+    // Another job, listening: its address is what it prints first.
+    let peer = world.farm(
+        &farm,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "internet",
+            "--name",
+            "peer",
+            &world.image,
+            "sh",
+            "-c",
+            "ip -4 -o addr show eth0; exec nc -ll -p 8080 -e echo peer-LEAK",
+        ],
+    );
+    peer.assert_ok();
+    let peer_ip = peer_address(&world, &farm);
     let started = std::time::Instant::now();
-    let run = run_in(&world, &farm, &["--rm"], CASES);
+    let run = run_in(
+        &world,
+        &farm,
+        &["--rm", "-e", &format!("PEER={peer_ip}")],
+        CASES,
+    );
     run.assert_ok();
-    assert!(case(&run, "internet_ip").contains("internet-ok"), "{}", run.all_output());
-    assert!(case(&run, "internet_dns").contains("internet-ok"), "{}", run.all_output());
+    assert!(
+        case(&run, "internet_ip").contains("internet-ok"),
+        "{}",
+        run.all_output()
+    );
+    assert!(
+        case(&run, "internet_dns").contains("internet-ok"),
+        "{}",
+        run.all_output()
+    );
+    assert!(
+        case(&run, "internet_udp").contains("rc=0"),
+        "{}",
+        run.all_output()
+    );
     for label in [
         "lan_router",
         "lan_dns_tcp",
+        "lan_udp",
         "farmer_lan_ip",
         "gateway",
         "metadata",
         "mapped",
         "ula",
+        "lan_v6_global",
+        "peer",
         "smtp",
     ] {
         let line = case(&run, label);
         assert!(!line.contains("rc=0"), "{label} was reached: {line}");
         assert!(!line.contains("LEAK"), "{label}: {line}");
+        if label != "lan_udp" {
+            assert!(
+                !line.contains("rc=143"),
+                "{label} was not refused within a second: {line}"
+            );
+        }
     }
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(world.lan_hits(), "", "the LAN saw connections");
     assert!(
-        std::fs::read_to_string(world.path("dns.log")).unwrap_or_default().contains("query"),
+        std::fs::read_to_string(world.path("dns.log"))
+            .unwrap_or_default()
+            .contains("query"),
         "the DNS query did not go through the host's resolver"
     );
-    assert_eq!(world.leftovers(), "", "left after --rm");
+    world.farm(&farm, &["rm", "-f", "peer"]).assert_ok();
+    assert_eq!(world.leftovers(), "", "left after --rm and rm -f");
 }
 
 #[test]
@@ -290,7 +465,11 @@ timeout 3 nc 203.0.113.10 8080 </dev/null; echo "spoofed_internet rc=$?"
         script,
     );
     run.assert_ok();
-    assert!(case(&run, "ping_internet").contains("rc=0"), "{}", run.all_output());
+    assert!(
+        case(&run, "ping_internet").contains("rc=0"),
+        "{}",
+        run.all_output()
+    );
     for label in ["spoofed", "ping_lan", "spoofed_internet"] {
         assert!(!case(&run, label).contains("rc=0"), "{}", run.all_output());
     }
@@ -328,11 +507,23 @@ fn bytes_sent_are_metered_and_kill_9_of_the_monitor_leaves_nothing() {
     let run = world.farm(
         &farm,
         &[
-            "run", "-d", "--network", "internet", "--name", "victim", &world.image, "sleep", "100",
+            "run",
+            "-d",
+            "--network",
+            "internet",
+            "--name",
+            "victim",
+            &world.image,
+            "sleep",
+            "100",
         ],
     );
     run.assert_ok();
-    assert_ne!(world.leftovers(), "", "a running container has its interface");
+    assert_ne!(
+        world.leftovers(),
+        "",
+        "a running container has its interface"
+    );
     let inspect = world.farm(&farm, &["inspect", "victim"]);
     let value: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
     let monitor = value[0]["State"]["MonitorPid"].as_i64().unwrap();

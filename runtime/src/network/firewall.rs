@@ -72,10 +72,7 @@ pub fn render_attach(rules: &Ruleset<'_>) -> String {
         "add rule {t} forward iifname {wildcard} iifname vmap @jobs_out"
     );
     // A farm interface with no entry (being made or torn down): nothing passes.
-    let _ = writeln!(
-        s,
-        "add rule {t} forward iifname {wildcard} reject with icmpx type admin-prohibited"
-    );
+    let _ = writeln!(s, "{}", refuse("forward", &format!("iifname {wildcard}")));
     let _ = writeln!(
         s,
         "add rule {t} forward oifname {wildcard} oifname vmap @jobs_in"
@@ -90,10 +87,7 @@ pub fn render_attach(rules: &Ruleset<'_>) -> String {
     );
     let _ = writeln!(s, "flush chain {t} input");
     // No host service, on any of the host's addresses, answers a job.
-    let _ = writeln!(
-        s,
-        "add rule {t} input iifname {wildcard} reject with icmpx type admin-prohibited"
-    );
+    let _ = writeln!(s, "{}", refuse("input", &format!("iifname {wildcard}")));
     let _ = writeln!(
         s,
         "add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}"
@@ -108,6 +102,19 @@ pub fn render_attach(rules: &Ruleset<'_>) -> String {
     s
 }
 
+/// The two rules that refuse what matches `expr` in `chain`: TCP with a reset, everything
+/// else with ICMP admin-prohibited. A reset is not subject to the kernel's ICMP rate limit
+/// (`net.ipv4.icmp_ratelimit`), so a refused connect fails at once even after many.
+/// Equivalent to `nft add rule inet farm CHAIN EXPR meta l4proto tcp reject with tcp reset`
+/// then `... EXPR reject with icmpx type admin-prohibited`.
+fn refuse(chain: &str, expr: &str) -> String {
+    let t = TABLE;
+    format!(
+        "add rule {t} {chain} {expr} meta l4proto tcp reject with tcp reset\n\
+         add rule {t} {chain} {expr} reject with icmpx type admin-prohibited"
+    )
+}
+
 fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
     let t = TABLE;
     let id = &plan.short;
@@ -116,17 +123,16 @@ fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
     let out = format!("out_{id}");
     let _ = writeln!(s, "add chain {t} {out}");
     let _ = writeln!(s, "flush chain {t} {out}");
-    let reject = "reject with icmpx type admin-prohibited";
     // Only the container's own address leaves it (hand-made packets with another source
-    // are dropped), and IPv4 only.
+    // are refused), and IPv4 only.
     let _ = writeln!(
         s,
-        "add rule {t} {out} ip saddr != {} {reject}",
-        plan.address
+        "{}",
+        refuse(&out, &format!("ip saddr != {}", plan.address))
     );
-    let _ = writeln!(s, "add rule {t} {out} meta nfproto != ipv4 {reject}");
-    let _ = writeln!(s, "add rule {t} {out} ip daddr @blocked4 {reject}");
-    let _ = writeln!(s, "add rule {t} {out} ip6 daddr @blocked6 {reject}");
+    let _ = writeln!(s, "{}", refuse(&out, "meta nfproto != ipv4"));
+    let _ = writeln!(s, "{}", refuse(&out, "ip daddr @blocked4"));
+    let _ = writeln!(s, "{}", refuse(&out, "ip6 daddr @blocked6"));
     if !limits.blocked_ports.is_empty() {
         let ports = limits
             .blocked_ports
@@ -148,11 +154,8 @@ fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
         );
     }
     if limits.max_connections > 0 {
-        let _ = writeln!(
-            s,
-            "add rule {t} {out} ct state new ct count over {} {reject}",
-            limits.max_connections
-        );
+        let over = format!("ct state new ct count over {}", limits.max_connections);
+        let _ = writeln!(s, "{}", refuse(&out, &over));
     }
     if limits.egress_mbps > 0 {
         // Mbit/s in kbytes/second, as nft takes rates.

@@ -144,6 +144,8 @@ fn rules_reject_spoofing_ipv6_blocked_ranges_smtp_and_all_host_input() {
         "add rule inet farm forward iifname \"fm*\" reject",
         "add element inet farm jobs_out { \"fm0123456789ab\" : jump out_0123456789ab }",
         "add rule inet farm in_0123456789ab drop",
+        "add rule inet farm out_0123456789ab ip daddr @blocked4 meta l4proto tcp reject with tcp reset\n\
+         add rule inet farm out_0123456789ab ip daddr @blocked4 reject with icmpx type admin-prohibited",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
