@@ -128,6 +128,9 @@ pub struct Sandbox {
     pub seccomp: bool,
     /// `/proc/sys/kernel/seccomp/actions_avail`, when readable.
     pub seccomp_actions: Vec<String>,
+    /// `nft --version` (e.g. `nftables v1.0.6 (Lester Gooch #5)`), which `--network
+    /// internet` applies its rules with; None where the `nft` binary is missing.
+    pub nftables: Option<String>,
 }
 
 /// The facts of this host, with free disk measured under `root`.
@@ -294,6 +297,7 @@ fn sandbox(kernel: Option<&str>) -> Sandbox {
         overlayfs: read("/proc/filesystems").is_some_and(|text| has_filesystem(&text, "overlay")),
         seccomp,
         seccomp_actions,
+        nftables: crate::network::nft_version(),
     }
 }
 

@@ -437,7 +437,7 @@ pub fn teardown(layout: &Layout, id: &str) -> Result<(), NetworkError> {
     }
 }
 
-/// Whether `nft` can be run here (for `farm info`).
-pub fn nft_available() -> bool {
-    firewall::nft_version().is_ok()
+/// `nft --version` where the binary runs (for `farm info`).
+pub fn nft_version() -> Option<String> {
+    firewall::nft_version().ok()
 }

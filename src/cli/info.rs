@@ -116,6 +116,13 @@ fn render(info: &HostInfo) -> String {
         ("Overlayfs", yes_no(sandbox.overlayfs).to_owned()),
         ("Seccomp", seccomp),
         (
+            "Network internet",
+            match &sandbox.nftables {
+                Some(version) => format!("yes ({version})"),
+                None => "no: nft not found; install it (apt-get install nftables) or run jobs with --network none".to_owned(),
+            },
+        ),
+        (
             "NVIDIA driver",
             match (&info.nvidia.driver, &info.nvidia.cuda) {
                 (Some(driver), Some(cuda)) => format!("{driver} (CUDA {cuda})"),

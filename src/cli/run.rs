@@ -97,9 +97,9 @@ pub struct RunArgs {
     /// Bind mount: type=bind,source=...,target=...[,readonly]
     #[arg(long, value_name = "type=bind,source=,target=")]
     mount: Vec<String>,
-    /// Network: none (loopback only, the default), internet (public addresses only: the
-    /// LAN, the host, link-local/metadata and other containers are blocked) or host
-    #[arg(long, default_value = "none")]
+    /// Network: internet (the default: public addresses only; the LAN, the host,
+    /// link-local/metadata and other containers are blocked), none (loopback only) or host
+    #[arg(long, env = "FARM_NETWORK", default_value = "internet")]
     network: String,
     /// Nameserver for the container's resolv.conf (repeatable)
     #[arg(long)]

@@ -46,6 +46,17 @@ fn info_json_reports_this_host() {
         assert!(info["sandbox"][key].is_boolean(), "sandbox.{key}: {info:#}");
     }
     assert_eq!(info["sandbox"]["idmapped_from"], "kernel_version");
+    // What --network internet needs: the nft binary, and its version where it is there.
+    match std::path::Path::new("/usr/sbin/nft").exists() {
+        true => assert!(
+            info["sandbox"]["nftables"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("nftables v"),
+            "{info:#}"
+        ),
+        false => assert!(info["sandbox"]["nftables"].is_null(), "{info:#}"),
+    }
     assert_eq!(
         info["cdi"]["dirs"],
         serde_json::json!(["/etc/cdi", "/var/run/cdi"]),

@@ -241,10 +241,15 @@ ip -n {inet} route add default via 203.0.113.1
 
     /// `farm ARGS` on the farmer machine, with its resolv.conf naming the home router.
     fn farm(&self, farm: &Farm, args: &[&str]) -> Run {
+        self.farm_with_mounts(farm, "", args)
+    }
+
+    /// `farm ARGS` with more `mount` commands run first in its private mount namespace.
+    fn farm_with_mounts(&self, farm: &Farm, mounts: &str, args: &[&str]) -> Run {
         let inner = farm.command(args);
         let mut cmd = Command::new("unshare");
         cmd.arg("-m").arg("sh").arg("-ec").arg(format!(
-            "mount --bind {} /etc/resolv.conf; exec nsenter --net=/run/netns/{} \"$@\"",
+            "mount --bind {} /etc/resolv.conf; {mounts}\nexec nsenter --net=/run/netns/{} \"$@\"",
             self.path("resolv.conf").display(),
             self.farmer
         ));
@@ -532,4 +537,56 @@ fn bytes_sent_are_metered_and_kill_9_of_the_monitor_leaves_nothing() {
     world.farm(&farm, &["ps", "-a"]).assert_ok();
     assert_eq!(world.leftovers(), "", "left after kill -9 of the monitor");
     let _ = Path::new("/");
+}
+
+#[test]
+fn rules_that_cannot_be_installed_stop_the_job_from_starting() {
+    if !prereqs() {
+        return;
+    }
+    let world = World::new();
+    let farm = Farm::new();
+    // An nft that runs but whose kernel refuses every ruleset (as without nf_tables).
+    let fake = world.path("nft");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'nftables v1.0.6' && exit 0\necho 'Error: Could not process rule: Operation not supported' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mount = format!("mount --bind {} /usr/sbin/nft", fake.display());
+    let marker = world.path("started");
+    let run = world.farm_with_mounts(
+        &farm,
+        &mount,
+        &[
+            "run",
+            "--network",
+            "internet",
+            "--name",
+            "closed",
+            "-v",
+            &format!("{}:/out", world.dir.path().display()),
+            &world.image,
+            "sh",
+            "-c",
+            "touch /out/started; nc 203.0.113.10 8080",
+        ],
+    );
+    run.assert_farm_error();
+    assert!(
+        run.stderr.contains("could not be installed"),
+        "{}",
+        run.all_output()
+    );
+    assert!(
+        run.stderr.contains("Operation not supported"),
+        "{}",
+        run.all_output()
+    );
+    assert!(
+        !marker.exists(),
+        "the job ran although its rules were not installed"
+    );
+    assert_eq!(world.leftovers(), "");
 }

@@ -154,7 +154,11 @@ impl Farm {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_farm"));
         cmd.arg("--root").arg(self.root()).args(args);
+        // Jobs default to --network internet, which installs nft rules in the current
+        // network namespace: tests that want it build their own world (tests/e2e/network.rs)
+        // and the host's own firewall is never touched.
         cmd.env_remove("FARM_ROOT")
+            .env("FARM_NETWORK", "none")
             .env("DOCKER_CONFIG", &self.docker_config)
             .env("HOME", self.dir.path())
             .env("NO_PROXY", "*")
