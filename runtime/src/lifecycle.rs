@@ -303,10 +303,11 @@ fn reap(layout: &Layout, state: &StateStore, record: &ContainerRecord) -> Result
         usage,
         wall_seconds: 0.0,
         gpus: Vec::new(),
-        network: crate::network::usage(&record.id),
+        network: None,
     };
+    let mut exit = exit;
     if record.options.network == crate::options::NetworkMode::Internet {
-        let _ = crate::network::teardown(layout, &record.id);
+        exit.network = crate::network::finish(layout, &record.id).0;
     }
     state.set_exited(&record.id, &exit, &crate::monitor::now())?;
     if record.options.auto_remove {

@@ -349,9 +349,8 @@ fn humantime(d: Duration) -> String {
 fn finish(layout: &Layout, state: &StateStore, record: &ContainerRecord, exit: &Exit) {
     let mut exit = exit.clone();
     if record.options.network == crate::options::NetworkMode::Internet {
-        // Counters first: teardown removes them with the rest.
-        exit.network = crate::network::usage(&record.id);
-        let _ = crate::network::teardown(layout, &record.id);
+        // The counters as the rules go: read from the listing the removal uses.
+        exit.network = crate::network::finish(layout, &record.id).0;
     }
     let exit = &exit;
     let _ = container::delete(

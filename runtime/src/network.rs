@@ -406,35 +406,43 @@ fn attach_steps(
     Ok(Attachment { dns })
 }
 
-/// The container's counters, read before [`teardown`] removes them; `None` when it had
-/// no internet network (or its rules are gone).
+/// The container's counters now; `None` when it has no internet network (or its rules are
+/// gone).
 pub fn usage(id: &str) -> Option<NetUsage> {
     let short = plan::short_id(id).ok()?;
-    firewall::counters(&short).ok()
+    firewall::counters(&short).ok().flatten()
 }
 
 /// Take away everything [`attach`] made for container `id`, from the id alone: the
 /// forwarder, the host interface (the container's end goes with it), the rules. Runs every
 /// step; what is already gone counts as removed; returns the first error.
 pub fn teardown(layout: &Layout, id: &str) -> Result<(), NetworkError> {
-    let short = plan::short_id(id)?;
+    finish(layout, id).1
+}
+
+/// [`teardown`], returning also the counters as they were just before the rules went (the
+/// job's final network usage): read from the same listing the removal uses.
+pub fn finish(layout: &Layout, id: &str) -> (Option<NetUsage>, Result<(), NetworkError>) {
+    let short = match plan::short_id(id) {
+        Ok(short) => short,
+        Err(e) => return (None, Err(e)),
+    };
     let mut first = None;
     dns::stop(&layout.container(id), id);
-    match link::Netlink::open().and_then(|mut nl| nl.delete_link(&plan::host_if(id)?)) {
-        Ok(()) => {}
-        Err(e) => first = first.or(Some(e)),
+    if let Err(e) = link::Netlink::open().and_then(|mut nl| nl.delete_link(&plan::host_if(id)?)) {
+        first = first.or(Some(e));
     }
-    match lock(layout).and_then(|_guard| firewall::remove(&short)) {
-        Ok(()) => {}
-        Err(e) => first = first.or(Some(e)),
-    }
+    let usage = match lock(layout).and_then(|_guard| firewall::remove(&short)) {
+        Ok(usage) => usage,
+        Err(e) => {
+            first = first.or(Some(e));
+            None
+        }
+    };
     if first.is_none() {
         release_slot(layout, id);
     }
-    match first {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    (usage, first.map_or(Ok(()), Err))
 }
 
 /// `nft --version` where the binary runs (for `farm info`).

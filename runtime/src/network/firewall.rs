@@ -341,31 +341,38 @@ fn list_table() -> Result<Option<serde_json::Value>, NetworkError> {
     }
 }
 
-/// Delete container `short`'s map entries, chains and counters; idempotent.
-pub fn remove(short: &str) -> Result<(), NetworkError> {
+/// Delete container `short`'s map entries, chains and counters; idempotent. Returns the
+/// counters as they were just before (read from the same listing: one `nft -j list table
+/// inet farm`, then one `nft -f -` batch).
+pub fn remove(short: &str) -> Result<Option<NetUsage>, NetworkError> {
     let Some(listing) = list_table()? else {
-        return Ok(());
+        return Ok(None);
     };
+    let usage = usage_in(&listing, short);
     let batch = render_remove(short, &existing(&listing, short));
-    if batch.is_empty() {
-        return Ok(());
+    if !batch.is_empty() {
+        apply(&batch)?;
     }
-    apply(&batch)
+    Ok(usage)
 }
 
-/// Container `short`'s counters (`nft -j list counter inet farm tx_SHORT`).
-pub fn counters(short: &str) -> Result<NetUsage, NetworkError> {
-    let read = |name: String| -> Result<(u64, u64), NetworkError> {
-        let text = nft(&["-j", "list", "counter", "inet", "farm", &name], None)?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| NetworkError::Nft {
-                message: format!("unreadable counter {name}: {e}"),
-            })?;
-        Ok(counter_values(&value))
+/// Container `short`'s counters in a table listing; None where it has none.
+pub fn usage_in(listing: &serde_json::Value, short: &str) -> Option<NetUsage> {
+    let find = |name: String| {
+        listing
+            .get("nftables")?
+            .as_array()?
+            .iter()
+            .filter_map(|item| item.get("counter"))
+            .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(name.as_str()))
+            .map(|c| {
+                let field = |k: &str| c.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+                (field("packets"), field("bytes"))
+            })
     };
-    let (tx_packets, tx_bytes) = read(format!("tx_{short}"))?;
-    let (rx_packets, rx_bytes) = read(format!("rx_{short}"))?;
-    Ok(NetUsage {
+    let (tx_packets, tx_bytes) = find(format!("tx_{short}"))?;
+    let (rx_packets, rx_bytes) = find(format!("rx_{short}"))?;
+    Some(NetUsage {
         tx_bytes,
         tx_packets,
         rx_bytes,
@@ -373,17 +380,7 @@ pub fn counters(short: &str) -> Result<NetUsage, NetworkError> {
     })
 }
 
-/// (packets, bytes) of the first counter in an `nft -j` listing.
-pub fn counter_values(value: &serde_json::Value) -> (u64, u64) {
-    value
-        .get("nftables")
-        .and_then(|v| v.as_array())
-        .and_then(|items| items.iter().find_map(|i| i.get("counter")))
-        .map(|c| {
-            (
-                c.get("packets").and_then(|p| p.as_u64()).unwrap_or(0),
-                c.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0),
-            )
-        })
-        .unwrap_or((0, 0))
+/// Container `short`'s counters now (`nft -j list table inet farm`).
+pub fn counters(short: &str) -> Result<Option<NetUsage>, NetworkError> {
+    Ok(list_table()?.and_then(|listing| usage_in(&listing, short)))
 }

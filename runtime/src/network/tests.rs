@@ -177,7 +177,22 @@ fn remove_names_only_what_exists() {
     let batch = firewall::render_remove("0123456789ab", &found);
     assert_eq!(batch.lines().count(), 3, "{batch}");
     assert!(firewall::render_remove("0123456789ab", &Existing::default()).is_empty());
-    assert_eq!(firewall::counter_values(&listing), (3, 180));
+    // tx_ is listed, rx_ is not: no usage rather than a half one.
+    assert_eq!(firewall::usage_in(&listing, "0123456789ab"), None);
+    let mut both = listing.clone();
+    both["nftables"].as_array_mut().unwrap().push(serde_json::json!(
+        {"counter": {"family": "inet", "table": "farm", "name": "rx_0123456789ab", "packets": 2, "bytes": 120}}
+    ));
+    let usage = firewall::usage_in(&both, "0123456789ab").unwrap();
+    assert_eq!(
+        (
+            usage.tx_packets,
+            usage.tx_bytes,
+            usage.rx_packets,
+            usage.rx_bytes
+        ),
+        (3, 180, 2, 120)
+    );
 }
 
 #[test]
