@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
 mod containers;
+mod identity;
 mod images;
 mod info;
 mod login;
@@ -70,6 +71,10 @@ enum Command {
     Logs(containers::LogsArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
     Info(info::InfoArgs),
+    /// Create this node's identity (Ed25519 signing and X25519 sealing keys) under the root
+    Init(identity::InitArgs),
+    /// Show the node's identity, issue tokens, seal values, link the farmer's wallet
+    Identity(identity::IdentityArgs),
     /// The per-container monitor (internal)
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorCliArgs),
@@ -113,6 +118,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Login(args) => login::login(&globals, args).await,
         Command::Logout(args) => login::logout(&globals, args),
         Command::Info(args) => info::run(&globals, args),
+        Command::Init(args) => identity::init(&globals, args),
+        Command::Identity(args) => identity::run(&globals, args),
     }
 }
 

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use seccompiler::BpfProgram;
 
 use crate::error::RuntimeError;
 use crate::sandbox::executor::FarmExecutor;
@@ -36,15 +35,14 @@ pub fn create(
     bundle: &Path,
     stdio: Option<Stdio>,
     console_socket: Option<PathBuf>,
-    filters: Vec<BpfProgram>,
-    ldconfig: Option<Vec<String>>,
+    executor: FarmExecutor,
 ) -> Result<Created, RuntimeError> {
     std::fs::create_dir_all(run_root).map_err(|source| RuntimeError::Path {
         path: run_root.to_owned(),
         source,
     })?;
     let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
-        .with_executor(FarmExecutor { filters, ldconfig })
+        .with_executor(executor)
         .with_root_path(run_root)
         .map_err(lc("state folder"))?
         .with_console_socket(console_socket);

@@ -21,6 +21,7 @@ pub mod network;
 pub mod options;
 pub mod rootfs;
 pub mod sandbox;
+pub mod secrets;
 pub mod spec;
 pub mod state;
 

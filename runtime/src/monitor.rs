@@ -48,6 +48,8 @@ pub struct MonitorArgs {
     pub root: PathBuf,
     pub id: String,
     pub mode: Mode,
+    /// `--secret-env` values, received over a pipe (never from the state store).
+    pub secret_env: crate::secrets::SecretEnv,
 }
 
 /// Most bytes of container logs kept on disk (plus one rotated file).
@@ -86,7 +88,7 @@ pub fn run(args: MonitorArgs) -> i32 {
     let log = LogWriter::open(&layout.log(&record.id), LOG_MAX_BYTES).ok();
 
     let leased_gpus = state.gpus(&record.id).unwrap_or_default();
-    let outcome = start(&layout, &record, attached, &leased_gpus);
+    let outcome = start(&layout, &record, attached, &leased_gpus, args.secret_env);
     let running = match outcome {
         Ok(running) => running,
         Err(failure) => {
@@ -408,6 +410,7 @@ fn start(
     record: &ContainerRecord,
     attached: bool,
     leased_gpus: &[String],
+    secret_env: crate::secrets::SecretEnv,
 ) -> Result<Running, Failure> {
     let dir = layout.container(&record.id);
     rootfs::private_mount_namespace().map_err(Failure::farm)?;
@@ -492,8 +495,11 @@ fn start(
         &dir,
         stdio,
         console.as_ref().map(|(path, _)| path.clone()),
-        filters,
-        ldconfig,
+        crate::sandbox::executor::FarmExecutor {
+            filters,
+            ldconfig,
+            secret_env,
+        },
     )
     .map_err(Failure::farm)?;
     let pid = created

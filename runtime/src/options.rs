@@ -21,6 +21,10 @@ pub struct RunOptions {
     /// `-e`/`--env` and `--env-file` entries in order, already `KEY=VALUE` (the CLI
     /// resolves a bare `KEY` from its own environment, dropping it when unset).
     pub env: Vec<String>,
+    /// `--secret-env` names only: their values were sealed to the node, are opened in
+    /// memory and reach the container's process through the monitor's memory alone
+    /// (never this record, the bundle's config.json or a log). Shown as `NAME=<sealed>`.
+    pub secret_env: Vec<String>,
     /// `-w`/`--workdir`.
     pub workdir: Option<String>,
     /// `-u`/`--user`: `name`, `uid`, `uid:gid`, `name:group`.

@@ -163,6 +163,13 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> Result<u8> {
 fn inspect_json(r: &ContainerRecord, gpus: &[String]) -> serde_json::Value {
     let config = &r.image.config["config"];
     let exit = r.exit.clone().unwrap_or_default();
+    let mut env = farm_runtime::spec::merged_env(r.image.env(), &r.options.env);
+    env.extend(
+        r.options
+            .secret_env
+            .iter()
+            .map(|name| format!("{name}=<sealed>")),
+    );
     json!({
         "Id": r.id,
         "Name": r.name,
@@ -172,7 +179,7 @@ fn inspect_json(r: &ContainerRecord, gpus: &[String]) -> serde_json::Value {
         "Config": {
             "Entrypoint": r.options.entrypoint.clone().map(serde_json::Value::from).unwrap_or_else(|| config["Entrypoint"].clone()),
             "Cmd": if r.options.command.is_empty() { config["Cmd"].clone() } else { json!(r.options.command) },
-            "Env": farm_runtime::spec::merged_env(r.image.env(), &r.options.env),
+            "Env": env,
             "WorkingDir": r.options.workdir.clone().map(serde_json::Value::from).unwrap_or_else(|| config["WorkingDir"].clone()),
             "User": r.options.user.clone().map(serde_json::Value::from).unwrap_or_else(|| config["User"].clone()),
             "Hostname": r.options.hostname.clone().unwrap_or_else(|| r.id[..12].to_owned()),
@@ -311,6 +318,19 @@ pub struct MonitorCliArgs {
     /// Foreground: stream to our own stdio
     #[arg(long)]
     attach: bool,
+    /// A pipe holding the --secret-env values (`NAME\0VALUE\0`…), read to its end
+    #[arg(long = "secrets-fd")]
+    secrets_fd: Option<i32>,
+}
+
+/// The --secret-env pipe that farm run left open as `fd`: opened again through /proc (no
+/// unsafe fd adoption), the inherited descriptor closed.
+fn receive_secrets(
+    fd: i32,
+) -> Result<farm_runtime::secrets::SecretEnv, farm_runtime::secrets::SecretError> {
+    let pipe = std::fs::File::open(format!("/proc/self/fd/{fd}"))?;
+    nix::unistd::close(fd).map_err(std::io::Error::from)?;
+    farm_runtime::secrets::SecretEnv::receive(pipe.into())
 }
 
 /// The monitor; runs before any async runtime exists (it must be single-threaded).
@@ -319,7 +339,16 @@ pub fn monitor(root: &std::path::Path, args: MonitorCliArgs) -> i32 {
         let _ = rustix::process::setsid();
     }
     let _ = args.lock_fd;
+    let secret_env = match args.secrets_fd.map(receive_secrets) {
+        Some(Ok(env)) => env,
+        Some(Err(e)) => {
+            eprintln!("farm: {e}");
+            return 125;
+        }
+        None => farm_runtime::secrets::SecretEnv::default(),
+    };
     monitor::run(MonitorArgs {
+        secret_env,
         root: root.to_owned(),
         id: args.id,
         mode: if args.attach {

@@ -31,8 +31,27 @@ pub struct PullArgs {
     #[arg(long, requires = "username")]
     password_stdin: bool,
 
+    /// Registry credentials sealed to this node (`USERNAME:PASSWORD`, sealed with
+    /// `farm identity seal` or libsodium's crypto_box_seal to its x25519_public_key);
+    /// opened in memory only
+    #[arg(long, value_name = "SEALED_BASE64", conflicts_with = "username")]
+    sealed_auth: Option<String>,
+
     /// NAME[:TAG|@DIGEST], oci:PATH[:TAG] or docker-archive:PATH
     image: String,
+}
+
+/// Open `USERNAME:PASSWORD` sealed to this node's identity under `root`.
+pub fn sealed_credentials(root: &std::path::Path, sealed: &str) -> Result<Credentials> {
+    let identity = farm_trust::Identity::load(root)?;
+    let plain = farm_trust::seal::open(&identity, sealed).context("opening --sealed-auth")?;
+    let text = std::str::from_utf8(&plain).map_err(|_| {
+        anyhow::anyhow!("the sealed credentials are not text: seal USERNAME:PASSWORD")
+    })?;
+    let Some((user, password)) = text.split_once(':') else {
+        bail!("the sealed credentials hold no ':': seal USERNAME:PASSWORD");
+    };
+    Ok(Credentials::new(user, password))
 }
 
 pub async fn run(globals: &Globals, args: PullArgs) -> Result<u8> {
@@ -40,6 +59,9 @@ pub async fn run(globals: &Globals, args: PullArgs) -> Result<u8> {
     let mut registry_options = globals.registry_options();
     if let Some(username) = args.username {
         registry_options.credentials = Some(Credentials::new(username, read_password_stdin()?));
+    }
+    if let Some(sealed) = &args.sealed_auth {
+        registry_options.credentials = Some(sealed_credentials(&globals.root, sealed)?);
     }
     let options = pull_options(args.platform.as_deref())?;
     let client = RegistryClient::new(registry_options)?;

@@ -22,6 +22,7 @@ use farm_runtime::lifecycle;
 use farm_runtime::options::{
     BindMount, NetworkMode, Resources, SeccompMode, SecurityOptions, TmpfsMount,
 };
+use farm_runtime::secrets::SecretEnv;
 use farm_runtime::state::ImageRef;
 use farm_runtime::RunOptions;
 
@@ -58,6 +59,14 @@ pub struct RunArgs {
     /// Set an environment variable (KEY=VALUE, or KEY to take it from farm's environment)
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// A secret environment variable, NAME=SEALED: the value sealed to this node's
+    /// x25519_public_key (`farm identity seal`, or libsodium's crypto_box_seal), opened in
+    /// memory only; `farm inspect` shows NAME=<sealed>
+    #[arg(long = "secret-env", value_name = "NAME=SEALED_BASE64")]
+    secret_env: Vec<String>,
+    /// Registry credentials for the pull, sealed to this node (USERNAME:PASSWORD)
+    #[arg(long = "sealed-auth", value_name = "SEALED_BASE64")]
+    sealed_auth: Option<String>,
     /// Read environment variables from a file of KEY=VALUE lines
     #[arg(long = "env-file", value_name = "FILE")]
     env_file: Vec<PathBuf>,
@@ -156,8 +165,50 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// Open every `--secret-env NAME=SEALED` with this node's identity.
+fn open_secrets(globals: &Globals, args: &RunArgs) -> Result<SecretEnv> {
+    if args.secret_env.is_empty() {
+        return Ok(SecretEnv::default());
+    }
+    let identity = farm_trust::Identity::load(&globals.root)?;
+    let mut out = Vec::new();
+    for entry in &args.secret_env {
+        let Some((name, sealed)) = entry.split_once('=') else {
+            bail!("--secret-env takes NAME=SEALED_BASE64 (no '=' in the value given)");
+        };
+        let plain = farm_trust::seal::open(&identity, sealed)
+            .with_context(|| format!("opening --secret-env {name}"))?;
+        let value = String::from_utf8(plain.to_vec())
+            .map_err(|_| anyhow!("the value of --secret-env {name} is not UTF-8 text"))?;
+        out.push((name.to_owned(), zeroize::Zeroizing::new(value)));
+    }
+    let env = SecretEnv(out);
+    env.check()?;
+    Ok(env)
+}
+
+/// A pipe that carries `secrets` to the monitor; the read end stays open across exec and
+/// its number goes on the monitor's command line.
+fn secrets_pipe(
+    secrets: &SecretEnv,
+    command: &mut Command,
+) -> Result<Option<std::os::fd::OwnedFd>> {
+    if secrets.0.is_empty() {
+        return Ok(None);
+    }
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    rustix::io::fcntl_setfd(read.as_fd(), rustix::io::FdFlags::empty())?;
+    secrets.send(write)?;
+    command
+        .arg("--secrets-fd")
+        .arg(read.as_raw_fd().to_string());
+    Ok(Some(read))
+}
+
 pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
-    let options = options(&args)?;
+    let mut options = options(&args)?;
+    let secrets = open_secrets(globals, &args)?;
+    options.secret_env = secrets.names();
     if !rustix::process::geteuid().is_root() {
         bail!("farm run needs root (it creates user namespaces, cgroups and mounts for the container, which then runs as an unprivileged user): run it with sudo; rootless mode is not supported yet");
     }
@@ -182,6 +233,8 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
         .arg(&container.id)
         .arg("--lock-fd")
         .arg(lock.as_raw_fd().to_string());
+    let secrets_read_end = secrets_pipe(&secrets, &mut command)?;
+    drop(secrets);
     if !options.detach {
         command.arg("--attach");
         let error = command.exec();
@@ -202,6 +255,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
         .spawn()
         .context("starting the container's monitor")?;
     drop(lock);
+    drop(secrets_read_end);
     let mut line = String::new();
     let stdout = child.stdout.take().expect("piped");
     std::io::BufReader::new(stdout)
@@ -250,7 +304,12 @@ async fn image(globals: &Globals, store: &Arc<Store>, args: &RunArgs) -> Result<
         return Ok(local.expect("checked"));
     }
     let source = ImageSource::parse(&args.image)?;
-    let client = RegistryClient::new(globals.registry_options())?;
+    let mut registry_options = globals.registry_options();
+    if let Some(sealed) = &args.sealed_auth {
+        registry_options.credentials =
+            Some(super::pull::sealed_credentials(&globals.root, sealed)?);
+    }
+    let client = RegistryClient::new(registry_options)?;
     let progress: Arc<dyn PullProgress> = if args.detach {
         Arc::new(Quiet)
     } else {
@@ -378,6 +437,7 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         );
     }
     Ok(RunOptions {
+        secret_env: Vec::new(),
         name: args.name.clone(),
         entrypoint: args.entrypoint.as_ref().map(|e| {
             if e.is_empty() {

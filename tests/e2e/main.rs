@@ -25,3 +25,4 @@ mod run;
 mod sandbox;
 mod secrets;
 mod store;
+mod trust;

@@ -21,6 +21,10 @@ pub struct FarmExecutor {
     /// pivot_root, with the seccomp filter and the container's user), with an empty
     /// environment; never a host ldconfig over container paths.
     pub ldconfig: Option<Vec<String>>,
+    /// `--secret-env`: set in the init's environment right before exec (libcontainer's
+    /// default executor execs with the process environment), so the values never pass
+    /// through the spec on disk.
+    pub secret_env: crate::secrets::SecretEnv,
 }
 
 /// Where images keep ldconfig.
@@ -71,6 +75,10 @@ impl Executor for FarmExecutor {
         })?;
         if let Some(folders) = &self.ldconfig {
             run_ldconfig(folders);
+        }
+        for (name, value) in &self.secret_env.0 {
+            // The init is single-threaded (libcontainer forked it) and execs next.
+            std::env::set_var(name, value.as_str());
         }
         DefaultExecutor {}.exec(spec)
     }

@@ -1,0 +1,283 @@
+//! Node identity, tokens, sealed secrets and wallet links, each checked by independent
+//! code from PyPI (PyJWT, PyNaCl, eth-account in the venv `.ci/run` makes), never only by
+//! farm's own.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use sha2::{Digest, Sha256};
+
+use crate::support::images::{self, Image, Pusher};
+use crate::support::registry::{TestRegistry, PASSWORD, USER};
+use crate::support::{have_file, registry_prereqs, require, Farm, Run};
+
+/// The venv `.ci/run` creates (FARM_TEST_PYTHON overrides).
+fn python() -> String {
+    std::env::var("FARM_TEST_PYTHON").unwrap_or_else(|_| "/opt/farm-test-venv/bin/python".into())
+}
+
+fn python_prereqs() -> bool {
+    let ok = Command::new(python())
+        .args(["-c", "import jwt, nacl, eth_account, cryptography"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        ok,
+        "a Python venv with PyJWT, PyNaCl, eth-account (see .ci/run)",
+    )
+}
+
+/// Run Python `code` with `args`; its stdout, or its failure.
+fn py(code: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn identity(farm: &Farm) -> serde_json::Value {
+    let run = farm.run(&["init", "--json"]);
+    run.assert_ok();
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+const VERIFY_JWT: &str = r#"
+import base64, json, sys, jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+raw = base64.urlsafe_b64decode(sys.argv[2] + "=" * (-len(sys.argv[2]) % 4))
+key = Ed25519PublicKey.from_public_bytes(raw)
+claims = jwt.decode(sys.argv[1], key=key, algorithms=["EdDSA"], audience=sys.argv[3])
+print(json.dumps(claims))
+"#;
+
+#[test]
+fn identity_token_verifies_with_pyjwt_and_a_readable_key_is_refused() {
+    if !python_prereqs() {
+        return;
+    }
+    let farm = Farm::new();
+    let id = identity(&farm);
+    let node_id = id["node_id"].as_str().unwrap();
+    let public = id["ed25519_public_key"].as_str().unwrap();
+    assert_eq!(
+        identity(&farm)["node_id"],
+        node_id,
+        "init twice keeps the identity"
+    );
+    let run = farm.run(&[
+        "identity",
+        "token",
+        "--audience",
+        "coordinator.test",
+        "--ttl",
+        "10m",
+    ]);
+    run.assert_ok();
+    let token = run.stdout.trim();
+    let claims: serde_json::Value =
+        serde_json::from_str(&py(VERIFY_JWT, &[token, public, "coordinator.test"]).unwrap())
+            .unwrap();
+    assert_eq!(claims["iss"], node_id);
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        600
+    );
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    // Another audience, or one changed character of the signature, fails in PyJWT.
+    assert!(py(VERIFY_JWT, &[token, public, "someone.else"]).is_err());
+    let mut forged = token.to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(py(VERIFY_JWT, &[&forged, public, "coordinator.test"]).is_err());
+
+    let key = farm.root().join("identity/ed25519.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = farm.run(&["identity", "show"]);
+    run.assert_farm_error();
+    assert!(run.stderr.contains("chmod 600"), "{run:#?}");
+}
+
+const SEAL: &str = r#"
+import base64, sys
+from nacl.public import PublicKey, SealedBox
+raw = base64.urlsafe_b64decode(sys.argv[1] + "=" * (-len(sys.argv[1]) % 4))
+print(base64.b64encode(SealedBox(PublicKey(raw)).encrypt(sys.argv[2].encode())).decode())
+"#;
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let out = Command::new("grep")
+        .args(["-rlaF", needle])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn values_sealed_with_pynacl_reach_the_job_and_no_plaintext_is_left() {
+    if !(python_prereqs()
+        && registry_prereqs()
+        && require(have_file("/usr/bin/htpasswd"), "htpasswd")
+        && crate::support::containers::run_prereqs())
+    {
+        return;
+    }
+    let farm = Farm::new();
+    let key = identity(&farm)["x25519_public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = "pl41n-t0ken-that-must-never-be-stored";
+    let sealed_env = py(SEAL, &[&key, secret]).unwrap();
+    let sealed_auth = py(SEAL, &[&key, &format!("{USER}:{PASSWORD}")]).unwrap();
+
+    let registry = TestRegistry::htpasswd();
+    let image = Image::oci(vec![images::busybox_layer()]);
+    Pusher::with_credentials(&registry.host(), USER, PASSWORD).push_image(
+        "e2e/sealed",
+        Some("1"),
+        &image,
+    );
+    let reference = format!("{}/e2e/sealed:1", registry.host());
+    let mut outputs: Vec<Run> = Vec::new();
+    let run = farm.run(&["pull", "--sealed-auth", &sealed_auth, &reference]);
+    run.assert_ok();
+    outputs.push(run);
+    // The job proves it got the value by its hash, and never prints it.
+    let run = farm.run(&[
+        "run",
+        "--name",
+        "sealed",
+        "--secret-env",
+        &format!("TOKEN={sealed_env}"),
+        &reference,
+        "sh",
+        "-c",
+        "printf %s \"$TOKEN\" | sha256sum",
+    ]);
+    run.assert_ok();
+    assert!(
+        run.stdout.starts_with(&hex::encode(Sha256::digest(secret))),
+        "{run:#?}"
+    );
+    outputs.push(run);
+    let inspect = farm.run(&["inspect", "sealed"]);
+    inspect.assert_ok();
+    assert!(
+        inspect.stdout.contains("TOKEN=<sealed>"),
+        "{}",
+        inspect.stdout
+    );
+    outputs.push(inspect);
+    outputs.push(farm.run(&["ps", "-a"]));
+    outputs.push(farm.run(&["logs", "sealed"]));
+    for needle in [secret, PASSWORD] {
+        assert_eq!(
+            files_holding(&farm.root(), needle),
+            Vec::<String>::new(),
+            "plaintext on disk"
+        );
+        for out in &outputs {
+            assert!(
+                !out.all_output().contains(needle),
+                "plaintext in output: {out:#?}"
+            );
+        }
+    }
+    // Sealed to another node: refused with what to do.
+    let other = Farm::new();
+    let theirs = identity(&other)["x25519_public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let wrong = py(SEAL, &[&theirs, secret]).unwrap();
+    let run = farm.run(&[
+        "run",
+        "--rm",
+        "--secret-env",
+        &format!("TOKEN={wrong}"),
+        &reference,
+        "true",
+    ]);
+    run.assert_farm_error();
+    assert!(run.stderr.contains("sealed to another node"), "{run:#?}");
+}
+
+const SIGN: &str = r#"
+import sys
+from eth_account import Account
+from eth_account.messages import encode_defunct
+acct = Account.from_key(sys.argv[1])
+if sys.argv[2] == "address":
+    print(acct.address)
+else:
+    print(acct.sign_message(encode_defunct(text=sys.stdin.read())).signature.hex())
+"#;
+
+fn eth(key: &str, what: &str, stdin: &str) -> String {
+    let mut child = Command::new(python())
+        .args(["-c", SIGN, key, what])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if what == "sign" && !text.starts_with("0x") {
+        return format!("0x{text}");
+    }
+    text
+}
+
+#[test]
+fn a_wallet_link_signed_with_eth_account_verifies_and_another_key_is_refused() {
+    if !python_prereqs() {
+        return;
+    }
+    let farm = Farm::new();
+    let node_id = identity(&farm)["node_id"].as_str().unwrap().to_owned();
+    let wallet_key = format!("0x{}", "4c".repeat(32));
+    let other_key = format!("0x{}", "7e".repeat(32));
+    let address = eth(&wallet_key, "address", "");
+    let run = farm.run(&[
+        "identity",
+        "link-wallet",
+        "--address",
+        &address.to_lowercase(),
+    ]);
+    run.assert_ok();
+    let message = run.stdout.trim_end_matches('\n').to_owned();
+    assert!(
+        message.contains(&address),
+        "the message names the checksummed address: {message}"
+    );
+    assert!(message.contains(&format!("urn:farm:node:{node_id}")));
+    assert!(message.contains("wants you to sign in with your Ethereum account:"));
+
+    let wrong = eth(&other_key, "sign", &message);
+    let run = farm.run(&["identity", "link-wallet", "--signature", &wrong]);
+    run.assert_farm_error();
+    assert!(run.stderr.contains("signed by"), "{run:#?}");
+
+    let good = eth(&wallet_key, "sign", &message);
+    let run = farm.run(&["identity", "link-wallet", "--signature", &good]);
+    run.assert_ok();
+    let show = farm.run(&["identity", "show", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(shown["wallet"], address.as_str());
+}
