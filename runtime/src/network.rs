@@ -79,6 +79,17 @@ pub enum NetworkError {
     Config(String),
     #[error("not a container id: {0:?}")]
     BadId(String),
+    #[error(
+        "this machine's farmer does not let coordinator jobs publish ports (-p): set `allow_publish_for_jobs = true` in the [network] table of {config} to allow it"
+    )]
+    PublishRefused { config: String },
+    #[error("port {port}/{protocol} is already taken {by}: publish on another host port (-p OTHER:{container_port})")]
+    PortTaken {
+        port: u16,
+        protocol: &'static str,
+        container_port: u16,
+        by: &'static str,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -189,6 +200,7 @@ impl NetworkConfig {
             (farmer, _) => farmer,
         };
         Limits {
+            publish: Vec::new(),
             blocked_ports: self.blocked_ports.clone(),
             new_connections_per_second: tighter(
                 self.new_connections_per_second,
@@ -208,6 +220,8 @@ pub fn config_path(root: &Path) -> PathBuf {
 /// The abuse limits applied to one job (0 = none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// `-p` entries the job was allowed to publish.
+    pub publish: Vec<crate::options::Publish>,
     pub blocked_ports: Vec<u16>,
     pub new_connections_per_second: u32,
     pub max_connections: u32,
@@ -260,7 +274,8 @@ pub fn attach_container(
     options: &crate::options::RunOptions,
 ) -> Result<Attachment, NetworkError> {
     let config = NetworkConfig::load(layout.root())?;
-    let limits = config.limits_for(&options.network_limits);
+    let mut limits = config.limits_for(&options.network_limits);
+    limits.publish = allowed_publish(options, &config, layout.root())?;
     let slot = take_slot(layout, id, &config.pool()?)?;
     attach(layout, id, slot, pid, &config, &limits, &options.dns)
 }
@@ -369,6 +384,7 @@ fn attach_steps(
     let (blocked4, blocked6) = plan::blocked(&pool, &addresses);
     {
         let _guard = lock(layout)?;
+        ports_free(&limits.publish)?;
         let forwarding = link::enable_forwarding(layout.root())?;
         let batch = firewall::render_attach(&firewall::Ruleset {
             pool,
@@ -385,6 +401,10 @@ fn attach_steps(
     let index = host.index(&plan.host_if)?;
     host.add_address(index, IpAddr::V4(plan.gateway), 31)?;
     host.set_up(index)?;
+    if !limits.publish.is_empty() {
+        // Connections the host makes to 127.0.0.1:PORT reach the job through this link.
+        link::route_localnet(&plan.host_if)?;
+    }
     let sockets = link::in_netns(netns.as_fd(), |ns| {
         link::configure_container(ns, &plan)?;
         if dns.is_empty() {
@@ -404,6 +424,54 @@ fn attach_steps(
         None => None,
     };
     Ok(Attachment { dns })
+}
+
+/// The job's `-p` entries, where it may publish: a coordinator's job only when the
+/// farmer's config allows it; the machine's owner running `farm run` always.
+pub fn allowed_publish(
+    options: &crate::options::RunOptions,
+    config: &NetworkConfig,
+    root: &Path,
+) -> Result<Vec<crate::options::Publish>, NetworkError> {
+    if !options.publish.is_empty() && options.coordinator_job && !config.allow_publish_for_jobs {
+        return Err(NetworkError::PublishRefused {
+            config: config_path(root).display().to_string(),
+        });
+    }
+    Ok(options.publish.clone())
+}
+
+/// Every `-p` host port is free: no host service holds it (a bind test, at once released)
+/// and no other container publishes it (the `publish` map). Called under the lock.
+fn ports_free(publish: &[crate::options::Publish]) -> Result<(), NetworkError> {
+    use crate::options::PortProtocol;
+    if publish.is_empty() {
+        return Ok(());
+    }
+    let taken = firewall::published()?;
+    for p in publish {
+        let ip = p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let bound = match p.protocol {
+            PortProtocol::Tcp => std::net::TcpListener::bind((ip, p.host_port)).map(drop),
+            PortProtocol::Udp => std::net::UdpSocket::bind((ip, p.host_port)).map(drop),
+        };
+        let by = match bound {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                Some("by a service on this host")
+            }
+            _ if taken.contains(&(p.protocol, p.host_port)) => Some("by another container"),
+            _ => None,
+        };
+        if let Some(by) = by {
+            return Err(NetworkError::PortTaken {
+                port: p.host_port,
+                protocol: p.protocol.as_str(),
+                container_port: p.container_port,
+                by,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The container's counters now; `None` when it has no internet network (or its rules are

@@ -52,6 +52,11 @@ pub struct RunOptions {
     pub dns: Vec<std::net::IpAddr>,
     /// Per-job network limits; they can only tighten the farmer's.
     pub network_limits: NetLimits,
+    /// `-p [IP:]HOST:CONTAINER[/tcp|/udp]` (with `--network internet` only).
+    pub publish: Vec<Publish>,
+    /// Set by `farm worker` for a coordinator's job: such a job may publish ports only
+    /// where the farmer's config allows it (`allow_publish_for_jobs`).
+    pub coordinator_job: bool,
     pub security: SecurityOptions,
     /// `--stop-signal` (a name like `SIGTERM` or `TERM`, or a number); the image's
     /// StopSignal, then SIGTERM, when absent.
@@ -170,5 +175,63 @@ mod opt_duration_secs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.map(Duration::from_secs_f64))
+    }
+}
+
+/// The transport protocol of a published port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortProtocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl PortProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortProtocol::Tcp => "tcp",
+            PortProtocol::Udp => "udp",
+        }
+    }
+}
+
+/// One `-p`: connections to the host's `host_port` (on `host_ip` only, when given) go to
+/// the container's `container_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: PortProtocol,
+}
+
+impl std::str::FromStr for Publish {
+    type Err = String;
+
+    /// docker's `[IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]` (IPv4; no ranges).
+    fn from_str(text: &str) -> Result<Publish, String> {
+        let bad = || {
+            format!("-p {text:?}: use [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp], e.g. -p 8080:80")
+        };
+        let (ports, protocol) = match text.rsplit_once('/') {
+            Some((ports, "tcp")) => (ports, PortProtocol::Tcp),
+            Some((ports, "udp")) => (ports, PortProtocol::Udp),
+            Some(_) => return Err(bad()),
+            None => (text, PortProtocol::Tcp),
+        };
+        let parts: Vec<&str> = ports.split(':').collect();
+        let (ip, host, container) = match parts.as_slice() {
+            [host, container] => (None, *host, *container),
+            [ip, host, container] => (Some(ip.parse().map_err(|_| bad())?), *host, *container),
+            _ => return Err(bad()),
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+        Ok(Publish {
+            host_ip: ip,
+            host_port: port(host)?,
+            container_port: port(container)?,
+            protocol,
+        })
     }
 }

@@ -110,6 +110,10 @@ pub struct RunArgs {
     /// link-local/metadata and other containers are blocked), none (loopback only) or host
     #[arg(long, env = "FARM_NETWORK", default_value = "internet")]
     network: String,
+    /// Publish a container port on the host: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]
+    /// (with --network internet; reached from the LAN and from the host itself)
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    publish: Vec<farm_runtime::options::Publish>,
     /// Nameserver for the container's resolv.conf (repeatable)
     #[arg(long)]
     dns: Vec<std::net::IpAddr>,
@@ -436,7 +440,12 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
             "-t with -d is not supported yet: farm has no attach; run in the foreground or drop -t"
         );
     }
+    if !args.publish.is_empty() && network != NetworkMode::Internet {
+        bail!("-p needs --network internet (with --network host the container's ports are the host's already; with none there is nothing to reach)");
+    }
     Ok(RunOptions {
+        publish: args.publish.clone(),
+        coordinator_job: false,
         secret_env: Vec::new(),
         name: args.name.clone(),
         entrypoint: args.entrypoint.as_ref().map(|e| {

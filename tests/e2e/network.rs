@@ -274,7 +274,7 @@ ip -n {inet} route add default via 203.0.113.1
     fn leftovers(&self) -> String {
         let out = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.farmer))
-            .args(["sh", "-c", "ip -o link | grep -o ' fm[0-9a-f]*' ; nft list table inet farm 2>/dev/null | grep -E 'chain (out|in)_|fm[0-9a-f]{12}' ; true"])
+            .args(["sh", "-c", "ip -o link | grep -o ' fm[0-9a-f]*' ; nft list table inet farm 2>/dev/null | grep -E 'chain (out|in|pub)_|fm[0-9a-f]{12}|jump pub_' ; true"])
             .output()
             .unwrap();
         let mut left = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -589,4 +589,127 @@ fn rules_that_cannot_be_installed_stop_the_job_from_starting() {
         "the job ran although its rules were not installed"
     );
     assert_eq!(world.leftovers(), "");
+}
+
+/// `nc HOST PORT` from network namespace `netns`, with a deadline; its output.
+fn nc_from(netns: &str, host: &str, port: &str) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .args(["timeout", "3", "busybox", "nc", host, port])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn published_ports_reach_the_job_from_the_lan_and_the_host_and_nothing_else_opens() {
+    if !prereqs() {
+        return;
+    }
+    let mut world = World::new();
+    let farm = Farm::new();
+    let run = world.farm(
+        &farm,
+        &[
+            "run",
+            "-d",
+            "--network",
+            "internet",
+            "--name",
+            "web",
+            "-p",
+            "18080:8080",
+            &world.image,
+            "sh",
+            "-c",
+            "exec nc -ll -p 8080 -e echo published-ok",
+        ],
+    );
+    run.assert_ok();
+    std::thread::sleep(Duration::from_millis(300));
+    let (lan, farmer) = (world.lan.clone(), world.farmer.clone());
+    assert!(
+        nc_from(&lan, "192.168.77.2", "18080").contains("published-ok"),
+        "from the LAN"
+    );
+    assert!(
+        nc_from(&farmer, "192.168.77.2", "18080").contains("published-ok"),
+        "host, LAN address"
+    );
+    assert!(
+        nc_from(&farmer, "127.0.0.1", "18080").contains("published-ok"),
+        "host, loopback"
+    );
+    // The job still reaches nothing on the LAN, replies to published connections aside.
+    let probe = run_in(
+        &world,
+        &farm,
+        &["--rm"],
+        "timeout 1 nc 192.168.77.1 8080; echo rc=$?; timeout 1 nc 192.168.77.2 18080; echo rc=$?",
+    );
+    probe.assert_ok();
+    assert!(
+        !probe.stdout.contains("published-ok") && !probe.stdout.contains("rc=0"),
+        "{}",
+        probe.all_output()
+    );
+    assert_eq!(world.lan_hits(), "");
+
+    // A port another job holds, or a host service holds, is refused with what to do.
+    let again = world.farm(
+        &farm,
+        &[
+            "run",
+            "--rm",
+            "-p",
+            "18080:80",
+            "--network",
+            "internet",
+            &world.image,
+            "true",
+        ],
+    );
+    again.assert_farm_error();
+    assert!(
+        again.stderr.contains("already taken by another container"),
+        "{}",
+        again.all_output()
+    );
+    world.spawn(
+        &farmer,
+        &["busybox", "nc", "-ll", "-p", "18081", "-e", "true"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let taken = world.farm(
+        &farm,
+        &[
+            "run",
+            "--rm",
+            "-p",
+            "18081:80",
+            "--network",
+            "internet",
+            &world.image,
+            "true",
+        ],
+    );
+    taken.assert_farm_error();
+    assert!(
+        taken.stderr.contains("by a service on this host"),
+        "{}",
+        taken.all_output()
+    );
+
+    world.farm(&farm, &["rm", "-f", "web"]).assert_ok();
+    assert_eq!(
+        world.leftovers(),
+        "",
+        "left after rm -f of a publishing job"
+    );
+    assert_eq!(
+        nc_from(&lan, "192.168.77.2", "18080"),
+        "",
+        "the port is closed again"
+    );
 }

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 
 use super::plan::{Plan, HOST_IF_PREFIX};
 use super::{Cidr, Limits, NetUsage, NetworkError};
+use crate::options::PortProtocol;
 
 /// Where nft is looked for, in order.
 const NFT_PATHS: &[&str] = &["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"];
@@ -86,7 +87,12 @@ pub fn render_attach(rules: &Ruleset<'_>) -> String {
         "add chain {t} input {{ type filter hook input priority -10; policy accept; }}"
     );
     let _ = writeln!(s, "flush chain {t} input");
-    // No host service, on any of the host's addresses, answers a job.
+    // No host service, on any of the host's addresses, answers a job; only the replies of
+    // connections the host made to a published port (DNAT'd to the job) come back.
+    let _ = writeln!(
+        s,
+        "add rule {t} input iifname {wildcard} ct status dnat ct direction reply accept"
+    );
     let _ = writeln!(s, "{}", refuse("input", &format!("iifname {wildcard}")));
     let _ = writeln!(
         s,
@@ -98,6 +104,12 @@ pub fn render_attach(rules: &Ruleset<'_>) -> String {
         "add rule {t} postrouting ip saddr {} oifname != {wildcard} masquerade",
         rules.pool
     );
+    // The host's own connections to 127.0.0.1:PORT reach a job from its gateway address.
+    let _ = writeln!(
+        s,
+        "add rule {t} postrouting oifname {wildcard} ip saddr 127.0.0.0/8 masquerade"
+    );
+    render_publish_base(&mut s, &wildcard);
     render_job(&mut s, rules.plan, rules.limits);
     s
 }
@@ -115,6 +127,64 @@ fn refuse(chain: &str, expr: &str) -> String {
     )
 }
 
+/// `-p`: the `publish` map (protocol . host port -> jump pub_<short>), consulted for
+/// packets to one of the host's own addresses, arriving from outside any job (prerouting)
+/// or made by the host itself (output).
+fn render_publish_base(s: &mut String, wildcard: &str) {
+    let t = TABLE;
+    let _ = writeln!(
+        s,
+        "add map {t} publish {{ type inet_proto . inet_service : verdict; }}"
+    );
+    for (chain, hook, extra) in [
+        (
+            "prerouting",
+            "prerouting",
+            format!("iifname != {wildcard} "),
+        ),
+        ("output", "output", String::new()),
+    ] {
+        let _ = writeln!(
+            s,
+            "add chain {t} {chain} {{ type nat hook {hook} priority -100; policy accept; }}"
+        );
+        let _ = writeln!(s, "flush chain {t} {chain}");
+        let _ = writeln!(
+            s,
+            "add rule {t} {chain} {extra}fib daddr type local meta l4proto . th dport vmap @publish"
+        );
+    }
+}
+
+/// The job's `pub_<short>` chain (one DNAT per `-p`) and its `publish` map entries
+/// (`create`: a port another job holds fails the whole batch).
+fn render_job_publish(s: &mut String, plan: &Plan, limits: &Limits) {
+    if limits.publish.is_empty() {
+        return;
+    }
+    let t = TABLE;
+    let chain = format!("pub_{}", plan.short);
+    let _ = writeln!(s, "add chain {t} {chain}");
+    let _ = writeln!(s, "flush chain {t} {chain}");
+    for p in &limits.publish {
+        let proto = p.protocol.as_str();
+        let daddr = p
+            .host_ip
+            .map(|ip| format!("ip daddr {ip} "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "add rule {t} {chain} {daddr}{proto} dport {} dnat ip to {}:{}",
+            p.host_port, plan.address, p.container_port
+        );
+        let _ = writeln!(
+            s,
+            "create element {t} publish {{ {proto} . {} : jump {chain} }}",
+            p.host_port
+        );
+    }
+}
+
 fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
     let t = TABLE;
     let id = &plan.short;
@@ -130,6 +200,13 @@ fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
         "{}",
         refuse(&out, &format!("ip saddr != {}", plan.address))
     );
+    if !limits.publish.is_empty() {
+        // Replies to connections made to its published ports, wherever they came from.
+        let _ = writeln!(
+            s,
+            "add rule {t} {out} ct status dnat ct direction reply counter name tx_{id} accept"
+        );
+    }
     let _ = writeln!(s, "{}", refuse(&out, "meta nfproto != ipv4"));
     let _ = writeln!(s, "{}", refuse(&out, "ip daddr @blocked4"));
     let _ = writeln!(s, "{}", refuse(&out, "ip6 daddr @blocked6"));
@@ -174,6 +251,12 @@ fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
         s,
         "add rule {t} {inbound} ct state established,related counter name rx_{id} accept"
     );
+    if !limits.publish.is_empty() {
+        let _ = writeln!(
+            s,
+            "add rule {t} {inbound} ct status dnat ct direction original counter name rx_{id} accept"
+        );
+    }
     let _ = writeln!(s, "add rule {t} {inbound} drop");
     let host_if = &plan.host_if;
     let _ = writeln!(
@@ -184,6 +267,7 @@ fn render_job(s: &mut String, plan: &Plan, limits: &Limits) {
         s,
         "add element {t} jobs_in {{ \"{host_if}\" : jump {inbound} }}"
     );
+    render_job_publish(s, plan, limits);
 }
 
 /// What [`remove`] deletes for container `short`, given which of its objects exist
@@ -192,6 +276,9 @@ pub fn render_remove(short: &str, existing: &Existing) -> String {
     let t = TABLE;
     let host_if = format!("{HOST_IF_PREFIX}{short}");
     let mut s = String::new();
+    for (proto, port) in &existing.published {
+        let _ = writeln!(s, "delete element {t} publish {{ {proto} . {port} }}");
+    }
     if existing.out_entry {
         let _ = writeln!(s, "delete element {t} jobs_out {{ \"{host_if}\" }}");
     }
@@ -201,6 +288,7 @@ pub fn render_remove(short: &str, existing: &Existing) -> String {
     for (present, kind, name) in [
         (existing.out_chain, "chain", format!("out_{short}")),
         (existing.in_chain, "chain", format!("in_{short}")),
+        (existing.pub_chain, "chain", format!("pub_{short}")),
         (existing.tx, "counter", format!("tx_{short}")),
         (existing.rx, "counter", format!("rx_{short}")),
     ] {
@@ -220,12 +308,63 @@ pub struct Existing {
     pub in_chain: bool,
     pub tx: bool,
     pub rx: bool,
+    pub pub_chain: bool,
+    /// `publish` map keys (protocol, host port) that jump to this container's chain.
+    pub published: Vec<(String, u64)>,
+}
+
+/// The `publish` map's entries as (key protocol, key port, jump target).
+fn publish_entries(listing: &serde_json::Value) -> Vec<(String, u64, String)> {
+    let items = listing
+        .get("nftables")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for item in items {
+        let Some(map) = item.get("map").filter(|m| m["name"] == "publish") else {
+            continue;
+        };
+        for elem in map["elem"].as_array().into_iter().flatten() {
+            let key = &elem[0]["concat"];
+            let (Some(proto), Some(port)) = (key[0].as_str(), key[1].as_u64()) else {
+                continue;
+            };
+            let target = elem[1]["jump"]["target"].as_str().unwrap_or_default();
+            out.push((proto.to_owned(), port, target.to_owned()));
+        }
+    }
+    out
+}
+
+/// Host ports some container publishes now.
+pub fn published() -> Result<std::collections::HashSet<(PortProtocol, u16)>, NetworkError> {
+    let Some(listing) = list_table()? else {
+        return Ok(Default::default());
+    };
+    Ok(publish_entries(&listing)
+        .into_iter()
+        .filter_map(|(proto, port, _)| {
+            let proto = match proto.as_str() {
+                "tcp" => PortProtocol::Tcp,
+                "udp" => PortProtocol::Udp,
+                _ => return None,
+            };
+            Some((proto, u16::try_from(port).ok()?))
+        })
+        .collect())
 }
 
 /// Read from `nft -j list table inet farm`.
 pub fn existing(listing: &serde_json::Value, short: &str) -> Existing {
     let host_if = format!("{HOST_IF_PREFIX}{short}");
     let mut found = Existing::default();
+    let chain = format!("pub_{short}");
+    found.published = publish_entries(listing)
+        .into_iter()
+        .filter(|(_, _, target)| *target == chain)
+        .map(|(proto, port, _)| (proto, port))
+        .collect();
     let items = listing
         .get("nftables")
         .and_then(|v| v.as_array())
@@ -235,6 +374,7 @@ pub fn existing(listing: &serde_json::Value, short: &str) -> Existing {
         if let Some(chain) = item.get("chain") {
             let name = chain.get("name").and_then(|n| n.as_str()).unwrap_or("");
             found.out_chain |= name == format!("out_{short}");
+            found.pub_chain |= name == format!("pub_{short}");
             found.in_chain |= name == format!("in_{short}");
         }
         if let Some(counter) = item.get("counter") {

@@ -365,6 +365,18 @@ pub fn disable_ipv6(interface: &str) -> Result<(), NetworkError> {
     }
 }
 
+/// Let `interface` carry packets to and from 127.0.0.0/8 (for `-p` reached at
+/// 127.0.0.1 from the host; the job's own packets never have such a source: its chain
+/// refuses every source but its address). Equivalent to
+/// `sysctl net.ipv4.conf.IF.route_localnet=1`.
+pub fn route_localnet(interface: &str) -> Result<(), NetworkError> {
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/route_localnet");
+    std::fs::write(&path, "1").map_err(|source| NetworkError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
 /// Whether the host forwarded IPv4 before farm turned it on.
 pub struct Forwarding {
     /// farm switched `net.ipv4.ip_forward` on (now or earlier): the firewall then drops

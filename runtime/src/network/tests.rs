@@ -214,3 +214,80 @@ fn dns_helper_relays_queries_only() {
         "nameserver 9.9.9.9\n"
     );
 }
+
+#[test]
+fn publishing_renders_dnat_replies_and_removal_and_jobs_need_the_farmers_consent() {
+    use crate::options::{Publish, RunOptions};
+    let mut limits = NetworkConfig::default().limits_for(&NetLimits::default());
+    let publish: Publish = "127.0.0.1:8080:80".parse().unwrap();
+    assert_eq!(publish.host_port, 8080);
+    assert!("8080".parse::<Publish>().is_err() && "0:80".parse::<Publish>().is_err());
+    assert_eq!(
+        "53:5353/udp".parse::<Publish>().unwrap().protocol.as_str(),
+        "udp"
+    );
+    limits.publish = vec![publish];
+    let text = rules_text(&limits, false);
+    for line in [
+        "add rule inet farm pub_0123456789ab ip daddr 127.0.0.1 tcp dport 8080 dnat ip to 10.231.0.1:80",
+        "create element inet farm publish { tcp . 8080 : jump pub_0123456789ab }",
+        "add rule inet farm out_0123456789ab ct status dnat ct direction reply counter name tx_0123456789ab accept",
+        "add rule inet farm prerouting iifname != \"fm*\" fib daddr type local",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    // The reply rule comes after the source check, before the blocklist.
+    let reply = text.find("ct direction reply counter").unwrap();
+    assert!(text.find("ip saddr != 10.231.0.1").unwrap() < reply);
+    assert!(reply < text.find("ip daddr @blocked4").unwrap());
+    assert!(!rules_text(
+        &NetworkConfig::default().limits_for(&NetLimits::default()),
+        false
+    )
+    .contains("pub_0123456789ab"));
+
+    let listing = serde_json::json!({"nftables": [
+        {"chain": {"family": "inet", "table": "farm", "name": "pub_0123456789ab"}},
+        {"map": {"family": "inet", "table": "farm", "name": "publish", "elem": [
+            [{"concat": ["tcp", 8080]}, {"jump": {"target": "pub_0123456789ab"}}],
+            [{"concat": ["udp", 53]}, {"jump": {"target": "pub_ffffffffffff"}}]
+        ]}}
+    ]});
+    let found = firewall::existing(&listing, "0123456789ab");
+    assert_eq!(found.published, vec![("tcp".to_owned(), 8080)]);
+    let batch = firewall::render_remove("0123456789ab", &found);
+    assert!(
+        batch.starts_with("delete element inet farm publish { tcp . 8080 }\n"),
+        "{batch}"
+    );
+    assert!(batch.contains("delete chain inet farm pub_0123456789ab"));
+
+    let root = std::path::Path::new("/nonexistent");
+    let mut options = RunOptions {
+        publish: vec![publish],
+        coordinator_job: true,
+        ..RunOptions::default()
+    };
+    let config = NetworkConfig::default();
+    assert!(matches!(
+        crate::network::allowed_publish(&options, &config, root),
+        Err(crate::network::NetworkError::PublishRefused { .. })
+    ));
+    let consenting = NetworkConfig {
+        allow_publish_for_jobs: true,
+        ..NetworkConfig::default()
+    };
+    assert_eq!(
+        crate::network::allowed_publish(&options, &consenting, root)
+            .unwrap()
+            .len(),
+        1
+    );
+    options.coordinator_job = false;
+    assert_eq!(
+        crate::network::allowed_publish(&options, &config, root)
+            .unwrap()
+            .len(),
+        1
+    );
+}
