@@ -93,6 +93,14 @@ impl Worker {
         }))
     }
 
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn coordinator(&self) -> String {
+        self.transport.current_url()
+    }
+
     pub(crate) fn outbox(&self) -> MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -70,6 +70,8 @@ pub struct State {
     pub refused: Vec<(String, ErrorCode)>,
     pub logs: BTreeMap<String, LogStreamState>,
     pub outputs: BTreeMap<String, OutputsState>,
+    /// Leases whose final report came before both log streams ended (a protocol breach).
+    pub finals_before_logs: Vec<String>,
     /// Grows at each stop, to drop held polls.
     #[serde(skip)]
     pub epoch: u64,
@@ -89,6 +91,7 @@ impl State {
             refused: Vec::new(),
             logs: BTreeMap::new(),
             outputs: BTreeMap::new(),
+            finals_before_logs: Vec::new(),
             epoch: 0,
             next_id: 0,
         }
@@ -266,11 +269,24 @@ impl State {
                 }));
                 continue;
             }
+            if report.state.is_final()
+                && report.container_id_seen(self)
+                && !self.logs_ended(&report.lease_id)
+            {
+                self.finals_before_logs.push(report.lease_id.clone());
+            }
             self.reports.push(report);
             acked.push(key);
         }
         let answer = serde_json::json!({ "acked": acked, "refused": refused });
         (200, ok_answer(&answer))
+    }
+
+    /// Both streams of the lease's logs ended (eof received).
+    pub fn logs_ended(&self, lease_id: &str) -> bool {
+        [LogStream::Stdout, LogStream::Stderr]
+            .iter()
+            .all(|s| self.logs.get(&log_key(lease_id, *s)).is_some_and(|l| l.eof))
     }
 
     pub fn log(&mut self, chunk: LogChunk) -> Reply {
@@ -394,4 +410,14 @@ impl State {
 
 fn log_key(lease_id: &str, stream: LogStream) -> String {
     format!("{lease_id}/{}", stream.as_str())
+}
+
+impl Report {
+    /// Whether a `running` report of this lease came: only then are there logs.
+    fn container_id_seen(&self, state: &State) -> bool {
+        state
+            .reports
+            .iter()
+            .any(|r| r.lease_id == self.lease_id && r.state == JobState::Running)
+    }
 }
