@@ -311,11 +311,14 @@ impl Worker {
         self.register().await;
         loop {
             let timings = self.timings();
-            tokio::time::sleep(crate::lease::heartbeat_period(
-                timings.heartbeat,
-                Duration::ZERO,
-            ))
-            .await;
+            let shortest_ttl = self
+                .jobs()
+                .values()
+                .map(|h| Duration::from_millis(h.lease.ttl_ms))
+                .min()
+                .unwrap_or(Duration::ZERO);
+            let period = crate::lease::heartbeat_period(timings.heartbeat, shortest_ttl);
+            tokio::time::sleep(period).await;
             let request = HeartbeatRequest {
                 node_id: self.node_id.clone(),
                 draining: self.draining.load(Ordering::SeqCst),
