@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::logship::LogShipper;
 use crate::outbox::OutboxError;
 use crate::protocol::*;
-use crate::reconcile::{decide, Decision};
+use crate::reconcile::{decide, ContainerView, Decision};
 use crate::runtime::Ended;
 use crate::worker::{Change, Stop, Worker};
 use crate::WorkerError;
@@ -172,7 +172,19 @@ async fn finish(
         }
         None => {}
     }
-    worker.record(lease, change)
+    worker.record(lease, change)?;
+    clean_up(worker, lease, Some(id)).await;
+    Ok(())
+}
+
+/// The job's container and outputs, once its final report is in the outbox.
+async fn clean_up(worker: &Arc<Worker>, lease: &Lease, id: Option<&str>) {
+    let runtime = worker.runtime.clone();
+    let (lease, id) = (lease.clone(), id.map(str::to_owned));
+    let removed = tokio::task::spawn_blocking(move || runtime.remove(&lease, id.as_deref())).await;
+    if let Ok(Err(e)) = removed {
+        eprintln!("farm worker: removing a finished job's container: {e}");
+    }
 }
 
 fn stop_change(stop: &Stop, ended: Option<&Ended>) -> Change {
@@ -285,6 +297,13 @@ pub async fn reconcile(worker: &Arc<Worker>) -> Result<(), WorkerError> {
                     grace: Duration::ZERO,
                 };
                 worker.record(&job.lease, stop_change(&stop, None))?;
+                let id = match &view {
+                    ContainerView::Exited { id } | ContainerView::Running { id } => {
+                        Some(id.as_str())
+                    }
+                    ContainerView::Missing => None,
+                };
+                clean_up(worker, &job.lease, id).await;
                 continue;
             }
             Decision::Restart => Start::Fresh,

@@ -299,6 +299,30 @@ impl Runtime {
             .map(|exit| Ended { exit }))
     }
 
+    /// After the final report is recorded: the container (its record, writable layer
+    /// and logs) and the outputs folder and tarball go. Removing what is gone succeeds.
+    pub fn remove(&self, lease: &Lease, id: Option<&str>) -> Result<(), RuntimeOpsError> {
+        if let Some(record) = id.map(|id| self.record(id)).transpose()?.flatten() {
+            lifecycle::remove(&self.root, &record, true)?;
+        }
+        let dir = self.outputs_dir(lease);
+        for result in [
+            std::fs::remove_dir_all(&dir),
+            std::fs::remove_file(dir.with_extension("tar")),
+        ] {
+            match result {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RuntimeOpsError::Outputs {
+                        path: dir,
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// docker stop: the stop signal, then SIGKILL after `grace`.
     pub fn stop(&self, id: &str, grace: Duration) -> Result<(), RuntimeOpsError> {
         if let Some(record) = self.record(id)? {

@@ -379,19 +379,19 @@ impl Worker {
 
     /// A lease offered: through the policy, then into the outbox and a job task.
     fn take(self: Arc<Self>, lease: Lease) {
-        let state = match crate::policy::accept(&lease) {
-            crate::policy::Decision::Accept => JobState::Accepted,
-            crate::policy::Decision::Refuse(_) => JobState::Failed,
+        let change = match crate::policy::accept(&lease) {
+            crate::policy::Decision::Accept => Change::new(JobState::Accepted),
+            crate::policy::Decision::Refuse(refusal) => Change {
+                exit: Some(ExitInfo {
+                    code: None,
+                    oom_killed: false,
+                    reason_code: ReasonCode::Refused,
+                    reason: refusal.to_string(),
+                }),
+                ..Change::new(JobState::Failed)
+            },
         };
-        let mut change = Change::new(state);
-        if let crate::policy::Decision::Refuse(refusal) = crate::policy::accept(&lease) {
-            change.exit = Some(ExitInfo {
-                code: None,
-                oom_killed: false,
-                reason_code: ReasonCode::Refused,
-                reason: refusal.to_string(),
-            });
-        }
+        let state = change.state.unwrap_or(JobState::Unknown);
         if let Err(e) = self.outbox().insert_job(&lease, change.report(&lease)) {
             eprintln!("farm worker: {e}");
             return;

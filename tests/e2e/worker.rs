@@ -98,6 +98,17 @@ fn assert_counted_once(state: &State, lease: &str) {
     assert_eq!(before, keys.len(), "a report counted twice: {reports:#?}");
 }
 
+/// The job's container is stopped and removed (no process left, no record).
+#[track_caller]
+fn assert_gone(wf: &WorkerFarm, id: &str) {
+    crate::support::containers::wait_for(
+        "the finished job's container to be removed",
+        LIMIT,
+        || (wf.farm.try_inspect(id).is_none() && cgroup_processes(id).is_empty()).then_some(()),
+        || format!("{:?} {:?}", wf.farm.try_inspect(id), cgroup_processes(id)),
+    );
+}
+
 fn reason(report: &Report) -> ReasonCode {
     report.exit.as_ref().expect("exit info").reason_code
 }
@@ -172,6 +183,14 @@ fn a_job_runs_from_lease_to_logs_outputs_and_usage() {
         Some("x\n"),
         "{files:?}"
     );
+    let id = state.reports_of(&lease)[2].container_id.clone().unwrap();
+    assert_gone(&wf, &id);
+    let outputs_dir = wf.farm.root().join("worker/outputs");
+    assert!(
+        crate::support::list_names(&outputs_dir).is_empty(),
+        "the outputs folder and tarball are removed after the report: {:?}",
+        crate::support::list_names(&outputs_dir)
+    );
     let registration = &state.registrations[0];
     assert_eq!(registration.labels["region"], "test");
     assert!(
@@ -217,7 +236,7 @@ fn a_cancelled_job_is_stopped_and_reported_cancelled() {
     let id = running
         .container_id
         .expect("running carries the container id");
-    assert_eq!(wf.farm.inspect(&id)["State"]["Status"], "exited");
+    assert_gone(&wf, &id);
 }
 
 #[test]
@@ -237,7 +256,7 @@ fn a_lost_lease_stops_the_job_and_its_stale_report_is_refused() {
             .cloned()
     });
     assert!(refused.is_some(), "{:#?}", wf.coordinator.state().refused);
-    assert_eq!(wf.farm.inspect(&id)["State"]["Status"], "exited");
+    assert_gone(&wf, &id);
     assert!(
         wf.coordinator.state().final_report(&lease).is_none(),
         "a stale report is never counted"
@@ -417,7 +436,7 @@ fn sigterm_drains_the_worker_and_reports_the_stopped_job() {
     assert_eq!(done.state, JobState::Lost, "{done:#?}");
     assert_eq!(reason(done), ReasonCode::Drained);
     let id = running.container_id.unwrap();
-    assert_eq!(wf.farm.inspect(&id)["State"]["Status"], "exited");
+    assert_gone(&wf, &id);
     let submitted_after = wf.coordinator.submit(wf.job(&["true"]));
     std::thread::sleep(Duration::from_millis(500));
     assert!(wf

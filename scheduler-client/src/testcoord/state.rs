@@ -70,6 +70,9 @@ pub struct State {
     pub refused: Vec<(String, ErrorCode)>,
     pub logs: BTreeMap<String, LogStreamState>,
     pub outputs: BTreeMap<String, OutputsState>,
+    /// `(lease_id, what, unix ms)`: `leased` when a poll hands the lease out,
+    /// `report:STATE` when a report is counted (for bench/worker).
+    pub events: Vec<(String, String, u64)>,
     /// Leases whose final report came before both log streams ended (a protocol breach).
     pub finals_before_logs: Vec<String>,
     /// Grows at each stop, to drop held polls.
@@ -92,6 +95,7 @@ impl State {
             logs: BTreeMap::new(),
             outputs: BTreeMap::new(),
             finals_before_logs: Vec::new(),
+            events: Vec::new(),
             epoch: 0,
             next_id: 0,
         }
@@ -200,6 +204,7 @@ impl State {
             entry.node_id = Some(poll.node_id.clone());
             entry.expires = Some(Instant::now() + Duration::from_millis(ttl));
             leases.push(entry.lease.clone());
+            self.events.push((lease_id, "leased".into(), unix_ms()));
         }
         if leases.is_empty() && !last {
             return None;
@@ -275,6 +280,8 @@ impl State {
             {
                 self.finals_before_logs.push(report.lease_id.clone());
             }
+            let what = format!("report:{}", report.state.as_str());
+            self.events.push((report.lease_id.clone(), what, unix_ms()));
             self.reports.push(report);
             acked.push(key);
         }
@@ -406,6 +413,13 @@ impl State {
         };
         (200, ok_answer(&answer))
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn log_key(lease_id: &str, stream: LogStream) -> String {
