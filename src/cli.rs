@@ -10,6 +10,7 @@ mod prune;
 mod pull;
 mod rmi;
 mod run;
+mod worker;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,11 @@ enum Command {
     Init(identity::InitArgs),
     /// Show the node's identity, issue tokens, seal values, link the farmer's wallet
     Identity(identity::IdentityArgs),
+    /// Take jobs from a coordinator and run them (`worker run|status|install`)
+    Worker(worker::WorkerArgs),
+    /// A test coordinator for trying `farm worker` by hand (internal)
+    #[command(name = "__test-coordinator", hide = true)]
+    TestCoordinator(worker::TestCoordinatorArgs),
     /// The per-container monitor (internal)
     #[command(name = "__monitor", hide = true)]
     Monitor(containers::MonitorCliArgs),
@@ -91,6 +97,13 @@ pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
             let root = cli.root.unwrap_or_else(default_root);
             Ok(containers::monitor(&root, args))
         }
+        Command::TestCoordinator(args) => Ok(match worker::test_coordinator(args) {
+            Ok(code) => code.into(),
+            Err(e) => {
+                eprintln!("farm: {}", render_error(&e));
+                EXIT_FARM_ERROR.into()
+            }
+        }),
         _ => Err(Box::new(cli)),
     }
 }
@@ -110,7 +123,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Rm(args) => containers::rm(&globals, args),
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
-        Command::Monitor(_) => unreachable!("the monitor runs through run_sync"),
+        Command::Worker(args) => worker::run(&globals, args).await,
+        Command::Monitor(_) | Command::TestCoordinator(_) => {
+            unreachable!("these run through run_sync")
+        }
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),
         Command::Rmi(args) => rmi::run(&globals, args),

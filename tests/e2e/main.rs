@@ -26,3 +26,4 @@ mod sandbox;
 mod secrets;
 mod store;
 mod trust;
+mod worker;
