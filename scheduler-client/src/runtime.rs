@@ -251,6 +251,8 @@ impl Runtime {
                 gpus: job.gpus.clone(),
                 ..Default::default()
             },
+            // A coordinator's job: -p only with the farmer's consent (runtime::network).
+            coordinator_job: true,
             ..RunOptions::default()
         })
     }
