@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
 mod containers;
+mod exec;
 mod images;
 mod info;
 mod login;
@@ -68,6 +69,8 @@ enum Command {
     Wait(containers::WaitArgs),
     /// Show a container's output
     Logs(containers::LogsArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
     Info(info::InfoArgs),
     /// The per-container monitor (internal)
@@ -86,6 +89,7 @@ pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
             let root = cli.root.unwrap_or_else(default_root);
             Ok(containers::monitor(&root, args))
         }
+        Command::Exec(args) => Ok(exec::run(&cli.root.unwrap_or_else(default_root), args)),
         _ => Err(Box::new(cli)),
     }
 }
@@ -105,7 +109,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Rm(args) => containers::rm(&globals, args),
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
-        Command::Monitor(_) => unreachable!("the monitor runs through run_sync"),
+        Command::Monitor(_) | Command::Exec(_) => unreachable!("these run through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),
         Command::Rmi(args) => rmi::run(&globals, args),

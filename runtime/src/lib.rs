@@ -11,6 +11,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod gpu;
 pub mod info;
 pub mod layout;

@@ -13,10 +13,10 @@ mod exec;
 pub mod extras;
 mod files;
 mod mounts;
-mod process;
+pub(crate) mod process;
 pub(crate) mod resources;
 pub(crate) mod root;
-mod user;
+pub(crate) mod user;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;

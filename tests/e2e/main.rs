@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod exec;
 mod faults;
 mod fixtures;
 mod gpu;
