@@ -10,6 +10,7 @@ mod prune;
 mod pull;
 mod rmi;
 mod run;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,8 @@ enum Command {
     Logs(containers::LogsArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// Show what running containers use: CPU, memory, network and block I/O, processes
+    Stats(stats::StatsArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
     Info(info::InfoArgs),
     /// The per-container monitor (internal)
@@ -109,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Rm(args) => containers::rm(&globals, args),
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
+        Command::Stats(args) => stats::run(&globals, args),
         Command::Monitor(_) | Command::Exec(_) => unreachable!("these run through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),

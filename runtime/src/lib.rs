@@ -24,6 +24,7 @@ pub mod rootfs;
 pub mod sandbox;
 pub mod spec;
 pub mod state;
+pub mod stats;
 
 pub use error::RuntimeError;
 pub use options::RunOptions;

@@ -25,4 +25,5 @@ mod review;
 mod run;
 mod sandbox;
 mod secrets;
+mod stats;
 mod store;
