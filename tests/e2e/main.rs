@@ -20,6 +20,7 @@ mod lifecycle_faults;
 mod limits;
 mod network;
 mod offline;
+mod parity;
 mod pull;
 mod review;
 mod run;
