@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
 mod containers;
+mod exec;
 mod identity;
 mod images;
 mod info;
@@ -10,6 +11,7 @@ mod prune;
 mod pull;
 mod rmi;
 mod run;
+mod stats;
 mod worker;
 
 use std::path::PathBuf;
@@ -70,6 +72,10 @@ enum Command {
     Wait(containers::WaitArgs),
     /// Show a container's output
     Logs(containers::LogsArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
+    /// Show what running containers use: CPU, memory, network and block I/O, processes
+    Stats(stats::StatsArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
     Info(info::InfoArgs),
     /// Create this node's identity (Ed25519 signing and X25519 sealing keys) under the root
@@ -104,6 +110,7 @@ pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
                 EXIT_FARM_ERROR.into()
             }
         }),
+        Command::Exec(args) => Ok(exec::run(&cli.root.unwrap_or_else(default_root), args)),
         _ => Err(Box::new(cli)),
     }
 }
@@ -124,7 +131,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Worker(args) => worker::run(&globals, args).await,
-        Command::Monitor(_) | Command::TestCoordinator(_) => {
+        Command::Stats(args) => stats::run(&globals, args),
+        Command::Monitor(_) | Command::Exec(_) | Command::TestCoordinator(_) => {
             unreachable!("these run through run_sync")
         }
         Command::Pull(args) => pull::run(&globals, args).await,

@@ -91,3 +91,51 @@ pub fn delete(run_root: &Path, id: &str, cgroups_path: &Path) -> Result<(), Runt
         Err(source) => Err(RuntimeError::Path { path: dir, source }),
     }
 }
+
+/// A process to start in a running container (`farm exec`).
+pub struct Tenant<'a> {
+    /// The OCI `process` to run (args, env, cwd, user, capabilities, terminal).
+    pub process_json: &'a Path,
+    /// Its standard streams; `None` with a console socket.
+    pub stdio: Option<Stdio>,
+    /// Where the pty master is sent with `-t`.
+    pub console_socket: Option<PathBuf>,
+    /// The container's seccomp filters, installed right before exec.
+    pub filters: Vec<seccompiler::BpfProgram>,
+}
+
+/// Start `tenant` in the namespaces and cgroup of the running container `id` with
+/// libcontainer's tenant builder; its host pid (a child of the caller) once it exec'd.
+/// libcontainer 0.7 does not join the container's user namespace for a tenant, so the
+/// caller must already be in it (`exec::join_user_namespace`).
+pub fn exec(id: &str, run_root: &Path, tenant: Tenant<'_>) -> Result<i32, RuntimeError> {
+    let tty = tenant.console_socket.is_some();
+    let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::Linux)
+        .with_executor(FarmExecutor {
+            filters: tenant.filters,
+            ldconfig: None,
+            // --secret-env values live only in the monitor's memory: an exec'd process
+            // does not get them (a known gap, ARCHITECTURE.md).
+            secret_env: Default::default(),
+        })
+        .with_root_path(run_root)
+        .map_err(lc("state folder"))?
+        .with_console_socket(tenant.console_socket);
+    if let Some(stdio) = tenant.stdio {
+        builder = builder
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr);
+    }
+    let pid = builder
+        .validate_id()
+        .map_err(lc("container id"))?
+        .as_tenant()
+        .with_process(Some(tenant.process_json))
+        // libcontainer takes a console socket only with `detach`; the process is still
+        // the caller's child either way.
+        .with_detach(tty)
+        .build()
+        .map_err(lc("starting the process in the container"))?;
+    Ok(pid.as_raw())
+}

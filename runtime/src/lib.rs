@@ -11,6 +11,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod gpu;
 pub mod info;
 pub mod layout;
@@ -24,6 +25,7 @@ pub mod sandbox;
 pub mod secrets;
 pub mod spec;
 pub mod state;
+pub mod stats;
 
 pub use error::RuntimeError;
 pub use options::RunOptions;

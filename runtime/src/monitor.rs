@@ -30,7 +30,7 @@ use crate::state::{ContainerRecord, Exit, GpuUsage, StateStore};
 use crate::{lifecycle, rootfs};
 
 mod pages;
-mod tty;
+pub(crate) mod tty;
 
 use tty::{console_listener, receive_pty, Terminal};
 

@@ -13,10 +13,10 @@ mod exec;
 pub mod extras;
 mod files;
 mod mounts;
-mod process;
+pub(crate) mod process;
 pub(crate) mod resources;
 pub(crate) mod root;
-mod user;
+pub(crate) mod user;
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::AsFd;
@@ -161,6 +161,7 @@ fn build_with(
     }
 
     let spec_mounts = mounts::build(&root, options, &ctx.files_dir)?;
+    mtab(&root)?;
     let cwd = workdir(&root, options, config)?;
 
     let contents = files::contents(
@@ -264,6 +265,22 @@ fn build_with(
         .set_annotations(Some(annotations))
         .set_linux(Some(linux));
     Ok(spec)
+}
+
+/// docker's `/etc/mtab -> /proc/mounts` in every container (its init layer replaces the
+/// image's); a folder there is left alone.
+fn mtab(root: &root::Root) -> Result<(), SpecError> {
+    match root.make_symlink("/etc/mtab", "/proc/mounts") {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => {
+            tracing::warn!("/etc/mtab is a folder in the image: left as it is");
+            Ok(())
+        }
+        Err(source) => Err(SpecError::Io {
+            context: "making /etc/mtab -> /proc/mounts in the root filesystem".to_owned(),
+            source,
+        }),
+    }
 }
 
 fn strings(paths: &[&str]) -> Vec<String> {

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use farm_puller::store::ImageRecord;
+use farm_puller::ImageSource;
 use serde::Serialize;
 
 use super::progress::human_bytes;
@@ -65,10 +66,21 @@ pub fn run(globals: &Globals, args: ImagesArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `docker.io/library/busybox:latest` -> (`busybox`, `latest`), as docker shows names.
+/// `docker.io/library/busybox:latest` -> (`busybox`, `latest`), as docker shows names;
+/// `oci:PATH:TAG` -> (`oci:PATH`, `TAG`), read as `farm pull` reads it.
 fn split_name(name: &str) -> (String, String) {
-    if name.starts_with("oci:") || name.starts_with("docker-archive:") {
-        return (name.to_owned(), "<none>".to_owned());
+    match ImageSource::parse(name) {
+        Ok(ImageSource::OciLayout { path, tag }) => {
+            let tag = tag.unwrap_or_else(|| "<none>".to_owned());
+            return (format!("oci:{}", path.display()), tag);
+        }
+        Ok(ImageSource::DockerArchive { path }) => {
+            return (
+                format!("docker-archive:{}", path.display()),
+                "<none>".to_owned(),
+            );
+        }
+        _ => {}
     }
     let without_digest = name.split_once('@').map_or(name, |(n, _)| n);
     let (repository, tag) = match without_digest.rsplit_once(':') {
@@ -128,9 +140,22 @@ mod tests {
             split_name("127.0.0.1:5000/a@sha256:0000000000000000000000000000000000000000000000000000000000000000"),
             ("127.0.0.1:5000/a".into(), "<none>".into())
         );
+        // Regression: an oci: layout's tag was shown in the REPOSITORY column.
         assert_eq!(
             split_name("oci:/tmp/x:t"),
-            ("oci:/tmp/x:t".into(), "<none>".into())
+            ("oci:/tmp/x".into(), "t".into())
+        );
+        assert_eq!(
+            split_name("oci:/tmp/x"),
+            ("oci:/tmp/x".into(), "<none>".into())
+        );
+        assert_eq!(
+            split_name("oci:/srv/a:b/img"),
+            ("oci:/srv/a:b/img".into(), "<none>".into())
+        );
+        assert_eq!(
+            split_name("docker-archive:/tmp/img.tar"),
+            ("docker-archive:/tmp/img.tar".into(), "<none>".into())
         );
     }
 }

@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod exec;
 mod faults;
 mod fixtures;
 mod gpu;
@@ -19,11 +20,13 @@ mod lifecycle_faults;
 mod limits;
 mod network;
 mod offline;
+mod parity;
 mod pull;
 mod review;
 mod run;
 mod sandbox;
 mod secrets;
+mod stats;
 mod store;
 mod trust;
 mod worker;

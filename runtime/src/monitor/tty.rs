@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Listen on `<dir>/console.sock` (bound through a relative path: socket paths are
 /// short) for the pty master that libcontainer's init sends with `-t`.
-pub(super) fn console_listener(
+pub(crate) fn console_listener(
     dir: &std::path::Path,
 ) -> std::io::Result<(PathBuf, std::os::unix::net::UnixListener)> {
     let previous = std::env::current_dir()?;
@@ -18,7 +18,7 @@ pub(super) fn console_listener(
 }
 
 /// Accept libcontainer's connection and take the pty master it sends (SCM_RIGHTS).
-pub(super) fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+pub(crate) fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let (stream, _) = listener.accept()?;
     let mut buf = [0u8; 256];
@@ -55,13 +55,13 @@ fn owned_fd(fd: std::os::fd::RawFd) -> OwnedFd {
 }
 
 /// Our terminal, in raw mode while a `-t` container is attached to it.
-pub(super) struct Terminal {
+pub(crate) struct Terminal {
     saved: nix::sys::termios::Termios,
 }
 
 impl Terminal {
     /// Raw mode and the container's window size from ours, when stdin is a terminal.
-    pub(super) fn attach(master: &OwnedFd) -> Option<Terminal> {
+    pub(crate) fn attach(master: &OwnedFd) -> Option<Terminal> {
         use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin).ok()?;
@@ -73,7 +73,7 @@ impl Terminal {
         Some(terminal)
     }
 
-    pub(super) fn copy_size(&self, master: &OwnedFd) {
+    pub(crate) fn copy_size(&self, master: &OwnedFd) {
         if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
             let _ = rustix::termios::tcsetwinsize(master, size);
         }

@@ -107,10 +107,8 @@ fn resolve_in(
         .find(|u| u.name == user_arg || Some(u.uid) == uid_arg);
     let (uid, mut gid, home, name) = match (matched, uid_arg) {
         (Some(u), _) => (u.uid, u.gid, u.home.clone(), Some(u.name.as_str())),
-        (None, Some(uid)) => {
-            let home = if uid == 0 { "/root" } else { "/" };
-            (uid, 0, home.to_owned(), None)
-        }
+        // runc's default ExecUser (docker): HOME=/ for any user without an entry, root too.
+        (None, Some(uid)) => (uid, 0, "/".to_owned(), None),
         (None, None) => {
             return Err(SpecError::UnknownUser(user_arg.to_owned()));
         }
@@ -332,10 +330,8 @@ huge:x:80000:alice
             resolve_in("alice", None, None),
             Err(SpecError::UnknownUser(_))
         ));
-        assert_eq!(
-            resolve_in("", None, None).unwrap(),
-            user(0, 0, &[0], "/root")
-        );
+        // docker (runc's default ExecUser): HOME=/ without a passwd entry, even for root.
+        assert_eq!(resolve_in("", None, None).unwrap(), user(0, 0, &[0], "/"));
     }
 
     #[test]
@@ -405,7 +401,11 @@ huge:x:80000:alice
             super::resolve(&root, "secret"),
             Err(SpecError::UnknownUser(_))
         ));
-        assert_eq!(super::resolve(&root, "").unwrap().home, "/root");
+        assert_eq!(
+            super::resolve(&root, "").unwrap().home,
+            "/",
+            "no passwd entry read"
+        );
     }
 
     #[test]
