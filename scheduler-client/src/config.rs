@@ -10,6 +10,8 @@
 //! max_jobs = 4
 //! drain_timeout = 60s         # on SIGTERM, running jobs get this long, then are stopped
 //! insecure_registry = 127.0.0.1:5000
+//! coordinator_key = BASE64URL  # the coordinator's Ed25519 public key: answers must be signed by it
+//! max_clock_skew = 300s       # how old a signed answer may be
 //! ```
 
 use std::collections::BTreeMap;
@@ -44,6 +46,10 @@ pub struct Config {
     pub max_jobs: u32,
     pub drain_timeout: Duration,
     pub insecure_registries: Vec<String>,
+    /// The coordinator's Ed25519 public key (raw 32 bytes), pinned: every answer must
+    /// carry its RFC 9421 signature.
+    pub coordinator_key: Option<[u8; 32]>,
+    pub max_clock_skew: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +62,8 @@ impl Default for Config {
             max_jobs: 1,
             drain_timeout: Duration::from_secs(300),
             insecure_registries: Vec::new(),
+            coordinator_key: None,
+            max_clock_skew: Duration::from_secs(300),
         }
     }
 }
@@ -116,6 +124,17 @@ impl Config {
                     .ok_or(format!("{key}: {value:?} is not a duration like 60s"))?
             }
             "insecure_registry" => self.insecure_registries.push(value.to_owned()),
+            "coordinator_key" => {
+                let raw = farm_trust::b64::decode_any(value, key).map_err(|e| e.to_string())?;
+                self.coordinator_key =
+                    Some(raw.try_into().map_err(|_| {
+                        format!("{key}: an Ed25519 public key is 32 bytes (base64url)")
+                    })?)
+            }
+            "max_clock_skew" => {
+                self.max_clock_skew = parse_duration(value)
+                    .ok_or(format!("{key}: {value:?} is not a duration like 300s"))?
+            }
             _ if key.starts_with("label.") && key.len() > 6 => {
                 self.labels.insert(key[6..].to_owned(), value.to_owned());
             }

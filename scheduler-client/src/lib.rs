@@ -37,4 +37,6 @@ pub enum WorkerError {
     Transport(#[from] transport::TransportError),
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeOpsError),
+    #[error(transparent)]
+    Trust(#[from] farm_trust::TrustError),
 }

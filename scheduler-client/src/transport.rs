@@ -70,6 +70,16 @@ pub struct Transport {
     current: AtomicUsize,
     client: reqwest::Client,
     last_error: Mutex<Option<String>>,
+    trust: Option<Trust>,
+}
+
+/// What signs requests and checks answers: the node's identity, and the coordinator's
+/// pinned Ed25519 key (answers unsigned, badly signed or older than `max_skew` seconds
+/// are refused when it is set).
+pub struct Trust {
+    pub identity: std::sync::Arc<farm_trust::Identity>,
+    pub coordinator_key: Option<[u8; 32]>,
+    pub max_skew: u64,
 }
 
 impl Transport {
@@ -101,7 +111,14 @@ impl Transport {
             current: AtomicUsize::new(0),
             client,
             last_error: Mutex::new(None),
+            trust: None,
         })
+    }
+
+    /// Sign every request with the node's key and, with a pinned key, check every answer.
+    pub fn with_trust(mut self, trust: Trust) -> Transport {
+        self.trust = Some(trust);
+        self
     }
 
     /// The coordinator URL in use (the last that answered, or the next to try).
@@ -166,21 +183,36 @@ impl Transport {
     /// or why this URL is down.
     async fn once(&self, url: &Url, outgoing: &Outgoing) -> Result<Vec<u8>, String> {
         let target = url.join(&outgoing.path).map_err(|e| e.to_string())?;
-        let answer = self
+        let mut request = self
             .client
-            .request(outgoing.method.clone(), target)
+            .request(outgoing.method.clone(), target.clone())
             .header("content-type", outgoing.content_type)
             .header(
                 "x-farm-protocol",
                 crate::protocol::PROTOCOL_VERSION.to_string(),
             )
             .timeout(outgoing.timeout)
-            .body(outgoing.body.clone())
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
+            .body(outgoing.body.clone());
+        if let Some(trust) = &self.trust {
+            let nonce = hex::encode(farm_trust::random_bytes::<16>());
+            let signed = farm_trust::httpsig::sign_request(
+                &trust.identity,
+                outgoing.method.as_str(),
+                target.as_str(),
+                &outgoing.body,
+                farm_trust::unix_now(),
+                &nonce,
+            );
+            request = request
+                .header("content-digest", signed.content_digest)
+                .header("signature-input", signed.signature_input)
+                .header("signature", signed.signature);
+        }
+        let answer = request.send().await.map_err(|e| describe(&e))?;
         let status = answer.status();
+        let headers = answer.headers().clone();
         let body = answer.bytes().await.map_err(|e| describe(&e))?.to_vec();
+        self.check_answer(status.as_u16(), &headers, &body)?;
         // Only a JSON body is the coordinator's answer; a proxy's HTML page or an empty
         // 502 means this URL is down for now.
         if body.first() != Some(&b'{') {
@@ -189,7 +221,38 @@ impl Transport {
         Ok(body)
     }
 
-    /// Where an answer's signature would be verified.
+    /// With a pinned coordinator key: the answer's RFC 9421 signature must verify (a bad
+    /// one is this URL failing, so the next is tried and the reason kept as last error).
+    fn check_answer(
+        &self,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Result<(), String> {
+        let Some(trust) = &self.trust else {
+            return Ok(());
+        };
+        let Some(key) = &trust.coordinator_key else {
+            return Ok(());
+        };
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let found = farm_trust::httpsig::AnswerHeaders {
+            content_digest: get("content-digest"),
+            signature_input: get("signature-input"),
+            signature: get("signature"),
+        };
+        farm_trust::httpsig::verify_answer(
+            key,
+            status,
+            &found,
+            body,
+            farm_trust::unix_now(),
+            trust.max_skew,
+        )
+        .map_err(|e| format!("answer refused: {e}"))
+    }
+
+    /// Parse the answer (its signature was checked in `once`).
     fn open<Ans: DeserializeOwned>(&self, url: &Url, body: &[u8]) -> Result<Ans, TransportError> {
         parse_answer(body).map_err(|source| match source {
             AnswerError::Refused(error) => TransportError::Refused {

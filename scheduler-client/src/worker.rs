@@ -67,8 +67,17 @@ pub fn now_ms() -> u64 {
 impl Worker {
     pub fn new(root: PathBuf, exe: PathBuf, config: Config) -> Result<Arc<Worker>, WorkerError> {
         let outbox = Outbox::open(&root)?;
-        let node_id = outbox.node_id()?;
-        let transport = Transport::new(&config.coordinators)?;
+        // One identity across restarts and reinstalls: the node id is the identity key's.
+        let (identity, _) = farm_trust::Identity::init(&root)?;
+        let node_id = identity.node_id();
+        if outbox.node_id()? != node_id {
+            outbox.set_meta("node_id", &node_id)?;
+        }
+        let transport = Transport::new(&config.coordinators)?.with_trust(crate::transport::Trust {
+            identity: Arc::new(identity),
+            coordinator_key: config.coordinator_key,
+            max_skew: config.max_clock_skew.as_secs(),
+        });
         let runtime = Runtime {
             root,
             exe,

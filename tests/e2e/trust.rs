@@ -281,3 +281,122 @@ fn a_wallet_link_signed_with_eth_account_verifies_and_another_key_is_refused() {
     let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(shown["wallet"], address.as_str());
 }
+
+const VERIFY_RECORDED: &str = r#"
+import base64, json, sys, types
+import http_message_signatures as hms
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+requests, node_id, key = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+resolver = hms.MappingKeyResolver(public_keys={node_id: Ed25519PublicKey.from_public_bytes(raw)}, private_keys={})
+verifier = hms.HTTPMessageVerifier(signature_algorithm=hms.algorithms.ED25519, key_resolver=resolver)
+nonces = set()
+for r in requests:
+    msg = types.SimpleNamespace(method=r["method"], url=r["url"], headers=dict(r["headers"]))
+    result = verifier.verify(msg, max_age=None, body=r["body"].encode(),
+        require_components=("@method", "@target-uri", "content-digest"))[0]
+    nonces.add(result.parameters["nonce"])
+assert len(nonces) == len(requests), "a nonce was used twice"
+print(len(requests))
+"#;
+
+/// A worker whose config pins `pinned` as the coordinator's key, against a test
+/// coordinator that signs its answers with `seed`.
+fn signed_worker(
+    farm: &crate::support::containers::RunFarm,
+    seed: [u8; 32],
+    pinned: [u8; 32],
+) -> (
+    farm_scheduler_client::testcoord::Coordinator,
+    crate::support::containers::Spawned,
+) {
+    use farm_scheduler_client::testcoord::{Coordinator, Settings};
+    let settings = Settings {
+        signing_seed: Some(seed),
+        ..Settings::default()
+    };
+    let coordinator = Coordinator::with_settings("127.0.0.1:0", settings).unwrap();
+    let config = farm.dir.path().join("worker.conf");
+    let key = farm_trust::b64::url(&pinned);
+    std::fs::write(
+        &config,
+        format!(
+            "coordinator = {}\ncoordinator_key = {key}\n",
+            coordinator.url()
+        ),
+    )
+    .unwrap();
+    let worker = farm.spawn(&["worker", "run", "--config", &config.to_string_lossy()]);
+    (coordinator, worker)
+}
+
+#[test]
+fn every_worker_request_is_signed_and_answers_must_carry_the_pinned_key() {
+    use farm_scheduler_client::protocol::JobSpec;
+    if !python_prereqs() {
+        return;
+    }
+    let Some(farm) = crate::support::containers::RunFarm::new() else {
+        return;
+    };
+    let seed = [3u8; 32];
+    let (coordinator, worker) =
+        signed_worker(&farm, seed, farm_trust::httpsig::public_key_of(&seed));
+    let job = JobSpec {
+        image: farm.probe(),
+        command: vec!["true".into()],
+        ..Default::default()
+    };
+    let lease = coordinator.submit(job);
+    let limit = std::time::Duration::from_secs(60);
+    let done = coordinator.wait_for(limit, |s| s.final_report(&lease).cloned());
+    assert!(
+        done.is_some(),
+        "no final report: {}",
+        std::fs::read_to_string(&worker.stderr).unwrap_or_default()
+    );
+    let state = coordinator.state();
+    let show = farm.run(&["identity", "show", "--json"]);
+    show.assert_ok();
+    let id: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(
+        state.registrations[0].node_id,
+        id["node_id"].as_str().unwrap(),
+        "the node id is the identity's"
+    );
+    let dump = farm.dir.path().join("requests.json");
+    std::fs::write(&dump, serde_json::to_vec(&state.requests).unwrap()).unwrap();
+    let node_id = id["node_id"].as_str().unwrap();
+    let key = id["ed25519_public_key"].as_str().unwrap();
+    let checked: usize = py(VERIFY_RECORDED, &[&dump.to_string_lossy(), node_id, key])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        checked >= 3 && checked == state.requests.len(),
+        "{checked} of {}",
+        state.requests.len()
+    );
+    drop(worker);
+
+    // Pinned to another key: every answer is refused, no lease is taken, the worker says why.
+    let Some(other) = crate::support::containers::RunFarm::new() else {
+        return;
+    };
+    let (coordinator, worker) = signed_worker(&other, seed, [9u8; 32]);
+    let lease = coordinator.submit(JobSpec {
+        image: other.probe(),
+        command: vec!["true".into()],
+        ..Default::default()
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let state = coordinator.state();
+    assert!(
+        state.leases[&lease].node_id.is_none() && state.reports_of(&lease).is_empty(),
+        "a worker that refuses the coordinator's answers took its job: {:#?}",
+        state.reports
+    );
+    let status = other.run(&["worker", "status", "--json"]);
+    assert!(status.stdout.contains("answer refused"), "{status:#?}");
+    drop(worker);
+}

@@ -15,6 +15,7 @@
 //! (tests/e2e/trust.rs: PyJWT, PyNaCl, eth-account), not only against this crate.
 
 pub mod b64;
+pub mod httpsig;
 pub mod identity;
 pub mod seal;
 pub mod token;
@@ -61,6 +62,8 @@ pub enum TrustError {
     NoPendingLink,
     #[error("{0}")]
     Invalid(&'static str),
+    #[error("{0}")]
+    HttpSignature(&'static str),
 }
 
 /// Seconds since the Unix epoch.

@@ -13,6 +13,9 @@ const MAX_BODY: usize = 64 << 20;
 
 pub struct Request {
     pub method: String,
+    /// The request target as sent (path and query).
+    pub target: String,
+    pub headers: Vec<(String, String)>,
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -53,6 +56,7 @@ pub fn serve_one(stream: TcpStream, shared: &Shared, stop: &AtomicBool) -> std::
     let Some(request) = read_request(&mut reader)? else {
         return Ok(());
     };
+    record(shared, &request);
     let reply = if request.path == "/v1/leases/poll" {
         long_poll(shared, stop, &request)
     } else {
@@ -70,7 +74,32 @@ pub fn serve_one(stream: TcpStream, shared: &Shared, stop: &AtomicBool) -> std::
     if stop.load(Ordering::SeqCst) {
         return Ok(());
     }
-    write_reply(&stream, status, &body)
+    let seed = shared
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .settings
+        .signing_seed;
+    write_reply(&stream, status, &body, seed)
+}
+
+fn record(shared: &Shared, request: &Request) {
+    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    if state.requests.len() >= super::state::MAX_RECORDED {
+        return;
+    }
+    let host = request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    state.requests.push(super::state::RecordedRequest {
+        method: request.method.clone(),
+        url: format!("http://{host}{}", request.target),
+        headers: request.headers.clone(),
+        body: String::from_utf8_lossy(&request.body).into_owned(),
+    });
 }
 
 fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
@@ -82,6 +111,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
     let method = parts.next().unwrap_or_default().to_owned();
     let target = parts.next().unwrap_or_default().to_owned();
     let mut length = 0usize;
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
@@ -91,6 +121,7 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
             if name.trim().eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().unwrap_or(0);
             }
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
     }
     let mut body = vec![0; length.min(MAX_BODY)];
@@ -106,15 +137,37 @@ fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Request>> {
         .collect();
     Ok(Some(Request {
         method,
+        target: target.clone(),
+        headers,
         path: path.to_owned(),
         query,
         body,
     }))
 }
 
-fn write_reply(mut stream: &TcpStream, status: u16, body: &[u8]) -> std::io::Result<()> {
+fn write_reply(
+    mut stream: &TcpStream,
+    status: u16,
+    body: &[u8],
+    seed: Option<[u8; 32]>,
+) -> std::io::Result<()> {
+    let signature = seed
+        .map(|seed| {
+            let s = farm_trust::httpsig::sign_answer(
+                &seed,
+                "coordinator",
+                status,
+                body,
+                farm_trust::unix_now(),
+            );
+            format!(
+                "Content-Digest: {}\r\nSignature-Input: {}\r\nSignature: {}\r\n",
+                s.content_digest, s.signature_input, s.signature
+            )
+        })
+        .unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{signature}Connection: close\r\n\r\n",
         if status < 400 { "OK" } else { "Error" },
         body.len()
     );

@@ -17,6 +17,9 @@ pub struct Settings {
     pub lease_ttl_ms: u64,
     pub lease_grace_ms: u64,
     pub poll_timeout_ms: u64,
+    /// Sign every answer (RFC 9421, `@status` and `content-digest`) with this Ed25519
+    /// seed, as a real coordinator does; None: unsigned answers.
+    pub signing_seed: Option<[u8; 32]>,
 }
 
 impl Default for Settings {
@@ -26,6 +29,7 @@ impl Default for Settings {
             lease_ttl_ms: 3_000,
             lease_grace_ms: 2_000,
             poll_timeout_ms: 2_000,
+            signing_seed: None,
         }
     }
 }
@@ -75,10 +79,26 @@ pub struct State {
     pub events: Vec<(String, String, u64)>,
     /// Leases whose final report came before both log streams ended (a protocol breach).
     pub finals_before_logs: Vec<String>,
+    /// The first [`MAX_RECORDED`] requests as they arrived, headers and body included
+    /// (for checking their signatures with independent code).
+    pub requests: Vec<RecordedRequest>,
     /// Grows at each stop, to drop held polls.
     #[serde(skip)]
     pub epoch: u64,
     next_id: u64,
+}
+
+/// How many requests [`State::requests`] keeps.
+pub const MAX_RECORDED: usize = 200;
+
+/// One request as the coordinator received it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// `http://HOST` + the request target: the `@target-uri` the worker signed.
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl State {
@@ -95,6 +115,7 @@ impl State {
             logs: BTreeMap::new(),
             outputs: BTreeMap::new(),
             finals_before_logs: Vec::new(),
+            requests: Vec::new(),
             events: Vec::new(),
             epoch: 0,
             next_id: 0,
