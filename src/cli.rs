@@ -6,6 +6,7 @@ mod identity;
 mod images;
 mod info;
 mod login;
+mod policy;
 mod progress;
 mod prune;
 mod pull;
@@ -82,6 +83,10 @@ enum Command {
     Init(identity::InitArgs),
     /// Show the node's identity, issue tokens, seal values, link the farmer's wallet
     Identity(identity::IdentityArgs),
+    /// Would this machine take a job? (the farmer's [policy] in config.toml)
+    Policy(policy::PolicyArgs),
+    /// The most a job can cost on this machine (its resources x time limit x [prices])
+    Quote(policy::QuoteArgs),
     /// Take jobs from a coordinator and run them (`worker run|status|install`)
     Worker(worker::WorkerArgs),
     /// A test coordinator for trying `farm worker` by hand (internal)
@@ -143,6 +148,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Logout(args) => login::logout(&globals, args),
         Command::Info(args) => info::run(&globals, args),
         Command::Init(args) => identity::init(&globals, args),
+        Command::Policy(args) => policy::check(&globals, args),
+        Command::Quote(args) => policy::quote(&globals, args),
         Command::Identity(args) => identity::run(&globals, args),
     }
 }

@@ -107,6 +107,7 @@ fn failed(reason: ReasonCode, message: String) -> Change {
         oom_killed: false,
         reason_code: reason,
         reason: message,
+        refusal: None,
     });
     change
 }
@@ -194,6 +195,7 @@ fn stop_change(stop: &Stop, ended: Option<&Ended>) -> Change {
         oom_killed: ended.is_some_and(|e| e.exit.oom_killed),
         reason_code: stop.reason,
         reason: stop.message.clone(),
+        refusal: None,
     });
     change.usage = ended.map(usage);
     change
@@ -207,6 +209,7 @@ fn exit_change(ended: Option<&Ended>) -> Change {
             oom_killed: false,
             reason_code: ReasonCode::MonitorDied,
             reason: "the job's container record is gone".into(),
+            refusal: None,
         });
         return change;
     };
@@ -247,6 +250,7 @@ fn exit_change(ended: Option<&Ended>) -> Change {
         oom_killed: exit.oom_killed,
         reason_code,
         reason,
+        refusal: None,
     });
     change.usage = Some(usage(ended));
     change

@@ -39,4 +39,6 @@ pub enum WorkerError {
     Runtime(#[from] runtime::RuntimeOpsError),
     #[error(transparent)]
     Trust(#[from] farm_trust::TrustError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
 }

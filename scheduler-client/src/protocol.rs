@@ -31,6 +31,9 @@ pub struct RegisterRequest {
     pub capacity: Capacity,
     /// Leases this worker still holds (after a restart).
     pub leases: Vec<LeaseRef>,
+    /// The farmer's prices, so the coordinator can show a job's cost before it runs.
+    #[serde(default)]
+    pub prices: Prices,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +109,31 @@ pub struct JobSpec {
     pub outputs: Option<Outputs>,
     /// How long a stop (cancel, lease loss, drain) waits after the stop signal.
     pub stop_grace_ms: Option<u64>,
+    /// The GPU model the job wants (`NVIDIA A100-SXM4-80GB`), for the farmer's allow-list.
+    pub gpu_model: Option<String>,
+    /// Who pays: their account and its "dust" (the network's reputation token).
+    pub requester: Option<Requester>,
+    /// What the job pays, per resource; checked against the farmer's price floors.
+    pub offer: Option<Prices>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Requester {
+    pub account: String,
+    pub dust: u64,
+}
+
+/// Credits per resource-hour (and per GB of egress): a farmer's prices, published at
+/// registration, or what a job offers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prices {
+    pub cpu_hour: f64,
+    pub memory_gb_hour: f64,
+    /// By GPU model; the key `default` applies to a model not listed.
+    pub gpu_hour: BTreeMap<String, f64>,
+    pub egress_gb: f64,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -262,6 +290,18 @@ pub struct ExitInfo {
     pub reason_code: ReasonCode,
     /// The reason in words, for people.
     pub reason: String,
+    /// For `refused`: which of the farmer's limits the offer hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalInfo>,
+}
+
+/// A refused offer, machine-readable: `code` (snake_case), the farmer's `limit` and what
+/// the job `asked`, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalInfo {
+    pub code: String,
+    pub limit: String,
+    pub asked: String,
 }
 
 /// Why a job ended as it did: one stable snake_case code.

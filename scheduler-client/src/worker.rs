@@ -55,6 +55,9 @@ pub struct Worker {
     timings: Mutex<Timings>,
     reports_ready: Notify,
     job_ended: Notify,
+    /// The farmer's `[policy]` and `[prices]` (config.toml), read at start.
+    policy: crate::policy::Policy,
+    prices: crate::protocol::Prices,
 }
 
 pub fn now_ms() -> u64 {
@@ -66,6 +69,7 @@ pub fn now_ms() -> u64 {
 
 impl Worker {
     pub fn new(root: PathBuf, exe: PathBuf, config: Config) -> Result<Arc<Worker>, WorkerError> {
+        let (policy, prices) = crate::policy::load(&root)?;
         let outbox = Outbox::open(&root)?;
         // One identity across restarts and reinstalls: the node id is the identity key's.
         let (identity, _) = farm_trust::Identity::init(&root)?;
@@ -89,6 +93,8 @@ impl Worker {
             outbox: Mutex::new(outbox),
             runtime,
             node_id,
+            policy,
+            prices,
             jobs: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             registered: AtomicBool::new(false),
@@ -201,6 +207,7 @@ impl Worker {
                 labels: self.config.labels.clone(),
                 capacity: self.capacity(),
                 leases: self.held_refs(),
+                prices: self.prices.clone(),
             };
             let answer: Result<RegisterAnswer, _> = self
                 .transport
@@ -388,7 +395,7 @@ impl Worker {
 
     /// A lease offered: through the policy, then into the outbox and a job task.
     fn take(self: Arc<Self>, lease: Lease) {
-        let change = match crate::policy::accept(&lease) {
+        let change = match crate::policy::accept(&lease, &self.policy, &self.prices) {
             crate::policy::Decision::Accept => Change::new(JobState::Accepted),
             crate::policy::Decision::Refuse(refusal) => Change {
                 exit: Some(ExitInfo {
@@ -396,6 +403,7 @@ impl Worker {
                     oom_killed: false,
                     reason_code: ReasonCode::Refused,
                     reason: refusal.to_string(),
+                    refusal: Some(refusal.info()),
                 }),
                 ..Change::new(JobState::Failed)
             },

@@ -400,3 +400,76 @@ fn every_worker_request_is_signed_and_answers_must_carry_the_pinned_key() {
     assert!(status.stdout.contains("answer refused"), "{status:#?}");
     drop(worker);
 }
+
+const POLICY: &str = r#"
+[policy]
+max_cpus = 2
+max_time_limit = "2h"
+refused_registries = ["evil.example"]
+
+[prices]
+cpu_hour = 1.5
+memory_gb_hour = 0.5
+"#;
+
+#[test]
+fn policy_check_and_quote_answer_locally_and_the_worker_refuses_with_the_code() {
+    use farm_scheduler_client::protocol::{JobSpec, JobState, ReasonCode};
+    let Some(farm) = crate::support::containers::RunFarm::new() else {
+        return;
+    };
+    std::fs::write(farm.root().join("config.toml"), POLICY).unwrap();
+    let job = |cpus: f64| {
+        serde_json::json!({"image": farm.probe(), "command": ["true"], "cpus": cpus,
+            "memory_bytes": 1_000_000_000u64, "time_limit_ms": 3_600_000u64,
+            "offer": {"cpu_hour": 2.0, "memory_gb_hour": 0.5}})
+    };
+    let path = farm.dir.path().join("job.json");
+    std::fs::write(&path, job(4.0).to_string()).unwrap();
+    let file = path.to_string_lossy().into_owned();
+    let run = farm.run(&["policy", "check", &file, "--json"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        (
+            answer["code"].as_str(),
+            answer["limit"].as_str(),
+            answer["asked"].as_str()
+        ),
+        (Some("cpus_over_limit"), Some("2"), Some("4")),
+        "{answer}"
+    );
+    std::fs::write(&path, job(2.0).to_string()).unwrap();
+    farm.run(&["policy", "check", &file]).assert_ok();
+    let quote = farm.run(&["quote", &file, "--json"]);
+    quote.assert_ok();
+    let q: serde_json::Value = serde_json::from_str(&quote.stdout).unwrap();
+    assert!(
+        (q["total"].as_f64().unwrap() - (2.0 * 1.5 + 1.0 * 0.5)).abs() < 1e-9,
+        "{q}"
+    );
+
+    // The worker: the same refusal, with its code, reaches the coordinator; prices too.
+    use farm_scheduler_client::testcoord::{Coordinator, Settings};
+    let coordinator = Coordinator::with_settings("127.0.0.1:0", Settings::default()).unwrap();
+    let config = farm.dir.path().join("worker.conf");
+    std::fs::write(&config, format!("coordinator = {}\n", coordinator.url())).unwrap();
+    let worker = farm.spawn(&["worker", "run", "--config", &config.to_string_lossy()]);
+    let big: JobSpec = serde_json::from_value(job(4.0)).unwrap();
+    let lease = coordinator.submit(big);
+    let report = coordinator.wait_for(std::time::Duration::from_secs(60), |s| {
+        s.final_report(&lease).cloned()
+    });
+    let report = report.unwrap_or_else(|| {
+        panic!(
+            "{}",
+            std::fs::read_to_string(&worker.stderr).unwrap_or_default()
+        )
+    });
+    assert_eq!(report.state, JobState::Failed);
+    let exit = report.exit.unwrap();
+    assert_eq!(exit.reason_code, ReasonCode::Refused);
+    assert_eq!(exit.refusal.unwrap().code, "cpus_over_limit");
+    assert_eq!(coordinator.state().registrations[0].prices.cpu_hour, 1.5);
+    drop(worker);
+}

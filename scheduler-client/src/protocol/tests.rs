@@ -80,6 +80,7 @@ fn reports_round_trip_and_keys_name_the_change() {
             oom_killed: true,
             reason_code: ReasonCode::OomKilled,
             reason: "the kernel's OOM killer".into(),
+            refusal: None,
         }),
         usage: Some(Usage {
             cpu_user_s: 1.5,
