@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
 mod containers;
+mod earnings;
 mod exec;
 mod identity;
 mod images;
@@ -83,6 +84,8 @@ enum Command {
     Init(identity::InitArgs),
     /// Show the node's identity, issue tokens, seal values, link the farmer's wallet
     Identity(identity::IdentityArgs),
+    /// What each finished job earned (signed records), per day and per resource
+    Earnings(earnings::EarningsArgs),
     /// Would this machine take a job? (the farmer's [policy] in config.toml)
     Policy(policy::PolicyArgs),
     /// The most a job can cost on this machine (its resources x time limit x [prices])
@@ -149,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Info(args) => info::run(&globals, args),
         Command::Init(args) => identity::init(&globals, args),
         Command::Policy(args) => policy::check(&globals, args),
+        Command::Earnings(args) => earnings::run(&globals, args),
         Command::Quote(args) => policy::quote(&globals, args),
         Command::Identity(args) => identity::run(&globals, args),
     }

@@ -9,6 +9,7 @@
 //! [`testcoord`] is a small coordinator written from the document, for tests and demos.
 
 pub mod config;
+pub mod earnings;
 mod job;
 pub mod lease;
 mod logship;

@@ -41,7 +41,8 @@ pub enum OutboxError {
 }
 
 /// Schema migrations; `MIGRATIONS[n]` takes `user_version` n to n+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE jobs (
     lease_id TEXT PRIMARY KEY,
@@ -66,7 +67,15 @@ CREATE TABLE log_cursors (
     eof INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (lease_id, stream)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE earnings (
+    lease_id TEXT PRIMARY KEY,
+    ended_ms INTEGER NOT NULL,
+    signed TEXT NOT NULL
+);
+"#,
+];
 
 /// A lease the worker holds (or held, until its final report is acknowledged).
 #[derive(Debug, Clone, PartialEq)]
@@ -194,8 +203,30 @@ impl Outbox {
         tx.commit().map_err(sql_err)
     }
 
+    /// Signed earnings records (JSON) of jobs that ended at or after `since_ms`, oldest first.
+    pub fn earnings(&self, since_ms: u64) -> Result<Vec<String>, OutboxError> {
+        let mut statement = self
+            .conn
+            .prepare("SELECT signed FROM earnings WHERE ended_ms >= ?1 ORDER BY ended_ms, lease_id")
+            .map_err(self.err())?;
+        let rows = statement
+            .query_map(params![since_ms as i64], |r| r.get::<_, String>(0))
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
     /// Record a state change of a job and queue its report, together.
     pub fn record(&mut self, report: Report) -> Result<(), OutboxError> {
+        self.record_with_earnings(report, None)
+    }
+
+    /// [`Outbox::record`], keeping the job's signed earnings record (JSON) in the same
+    /// transaction: a final report is never queued without it, nor it without the report.
+    pub fn record_with_earnings(
+        &mut self,
+        report: Report,
+        earnings: Option<String>,
+    ) -> Result<(), OutboxError> {
         let path = self.path.clone();
         let sql_err = move |source| OutboxError::Sqlite { path, source };
         let tx = self.conn.transaction().map_err(sql_err.clone())?;
@@ -205,6 +236,13 @@ impl Outbox {
         )
         .map_err(sql_err.clone())?;
         queue(&tx, &report).map_err(sql_err.clone())?;
+        if let Some(signed) = earnings {
+            tx.execute(
+                "INSERT OR IGNORE INTO earnings (lease_id, ended_ms, signed) VALUES (?1, ?2, ?3)",
+                params![report.lease_id, report.at_ms as i64, signed],
+            )
+            .map_err(sql_err.clone())?;
+        }
         tx.commit().map_err(sql_err)
     }
 

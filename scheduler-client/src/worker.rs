@@ -55,6 +55,8 @@ pub struct Worker {
     timings: Mutex<Timings>,
     reports_ready: Notify,
     job_ended: Notify,
+    /// The node's keys: sign requests (through the transport) and earnings records.
+    identity: Arc<farm_trust::Identity>,
     /// The farmer's `[policy]` and `[prices]` (config.toml), read at start.
     policy: crate::policy::Policy,
     prices: crate::protocol::Prices,
@@ -77,8 +79,9 @@ impl Worker {
         if outbox.node_id()? != node_id {
             outbox.set_meta("node_id", &node_id)?;
         }
+        let identity = Arc::new(identity);
         let transport = Transport::new(&config.coordinators)?.with_trust(crate::transport::Trust {
-            identity: Arc::new(identity),
+            identity: identity.clone(),
             coordinator_key: config.coordinator_key,
             max_skew: config.max_clock_skew.as_secs(),
         });
@@ -93,6 +96,7 @@ impl Worker {
             outbox: Mutex::new(outbox),
             runtime,
             node_id,
+            identity,
             policy,
             prices,
             jobs: Mutex::new(HashMap::new()),
@@ -135,7 +139,10 @@ impl Worker {
         if let Some(held) = self.jobs().get_mut(&lease.lease_id) {
             held.state = report.state;
         }
-        self.outbox().record(report)?;
+        let earnings = crate::earnings::record(&self.node_id, lease, &report, &self.prices)
+            .map(|record| farm_trust::record::sign(&self.identity, record))
+            .and_then(|signed| serde_json::to_string(&signed).ok());
+        self.outbox().record_with_earnings(report, earnings)?;
         self.reports_ready.notify_one();
         Ok(())
     }

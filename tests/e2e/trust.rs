@@ -473,3 +473,89 @@ fn policy_check_and_quote_answer_locally_and_the_worker_refuses_with_the_code() 
     assert_eq!(coordinator.state().registrations[0].prices.cpu_hour, 1.5);
     drop(worker);
 }
+
+const VERIFY_EARNINGS: &str = r#"
+import base64, json, sys, rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+d = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+for signed in json.load(open(sys.argv[1])):
+    key = Ed25519PublicKey.from_public_bytes(d(signed["signature"]["public_key"]))
+    key.verify(d(signed["signature"]["value"]), rfc8785.dumps(signed["record"]))
+    print(signed["record"]["credits"]["total"])
+"#;
+
+#[test]
+fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() {
+    if !python_prereqs() {
+        return;
+    }
+    let Some(farm) = crate::support::containers::RunFarm::new() else {
+        return;
+    };
+    std::fs::write(
+        farm.root().join("config.toml"),
+        "[prices]\ncpu_hour = 3600.0\nmemory_gb_hour = 36000.0\n",
+    )
+    .unwrap();
+    use farm_scheduler_client::testcoord::{Coordinator, Settings};
+    let coordinator = Coordinator::with_settings("127.0.0.1:0", Settings::default()).unwrap();
+    let config = farm.dir.path().join("worker.conf");
+    std::fs::write(&config, format!("coordinator = {}\n", coordinator.url())).unwrap();
+    let worker = farm.spawn(&["worker", "run", "--config", &config.to_string_lossy()]);
+    // It pays the farmer's floors (an offer below them is refused).
+    let job = farm_scheduler_client::protocol::JobSpec {
+        image: farm.probe(),
+        command: vec!["true".into()],
+        offer: Some(farm_scheduler_client::protocol::Prices {
+            cpu_hour: 3600.0,
+            memory_gb_hour: 36000.0,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let lease = coordinator.submit(job);
+    let done = coordinator.wait_for(std::time::Duration::from_secs(60), |s| {
+        s.final_report(&lease).cloned()
+    });
+    assert!(
+        done.is_some(),
+        "{}",
+        std::fs::read_to_string(&worker.stderr).unwrap_or_default()
+    );
+    drop(worker);
+
+    let export = farm.run(&["earnings", "--json"]);
+    export.assert_ok();
+    let records: serde_json::Value = serde_json::from_str(&export.stdout).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 1, "{records}");
+    let total = records[0]["record"]["credits"]["total"].as_f64().unwrap();
+    assert!(
+        total > 0.0,
+        "a job with usage and prices earned nothing: {records}"
+    );
+    assert_eq!(records[0]["record"]["lease_id"], lease.as_str());
+    let file = farm.dir.path().join("earnings.json");
+    std::fs::write(&file, &export.stdout).unwrap();
+    let path = file.to_string_lossy().into_owned();
+    farm.run(&["earnings", "verify", &path]).assert_ok();
+    let python_total: f64 = py(VERIFY_EARNINGS, &[&path]).unwrap().parse().unwrap();
+    assert_eq!(python_total, total);
+    let table = farm.run(&["earnings"]);
+    table.assert_ok();
+    assert!(
+        table.stdout.contains(&lease) && table.stdout.contains("total"),
+        "{}",
+        table.stdout
+    );
+
+    // One changed byte of the record: both farm and the independent check refuse it.
+    let text = export
+        .stdout
+        .replacen("\"lease_id\": \"", "\"lease_id\": \"X", 1);
+    assert_ne!(text, export.stdout);
+    std::fs::write(&file, text).unwrap();
+    let run = farm.run(&["earnings", "verify", &path]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stdout.contains("FAILED"));
+    assert!(py(VERIFY_EARNINGS, &[&path]).is_err());
+}

@@ -17,6 +17,8 @@
 pub mod b64;
 pub mod httpsig;
 pub mod identity;
+pub mod jcs;
+pub mod record;
 pub mod seal;
 pub mod token;
 pub mod wallet;

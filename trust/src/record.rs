@@ -1,0 +1,83 @@
+//! Signed records (a job's usage and earnings): the record's JCS text (RFC 8785) signed
+//! with the node's Ed25519 key. Anyone holding the record can check it with the public key
+//! it names, and that the key is the node's (`keyid` is derived from it).
+
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+
+use crate::{b64, jcs, Identity, TrustError};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedRecord {
+    pub record: serde_json::Value,
+    pub signature: RecordSignature,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSignature {
+    /// `ed25519`.
+    pub alg: String,
+    /// The node id (derived from `public_key`).
+    pub keyid: String,
+    /// base64url, raw 32 bytes.
+    pub public_key: String,
+    /// base64url of the 64-byte signature of `jcs(record)`.
+    pub value: String,
+}
+
+pub fn sign(identity: &Identity, record: serde_json::Value) -> SignedRecord {
+    let public = identity.public();
+    let text = jcs::canonicalize(&record);
+    SignedRecord {
+        signature: RecordSignature {
+            alg: "ed25519".into(),
+            keyid: public.node_id,
+            public_key: public.ed25519_public_key,
+            value: b64::url(&identity.sign(text.as_bytes())),
+        },
+        record,
+    }
+}
+
+/// The record's signature verifies with its key, and the key is its `keyid`'s.
+pub fn verify(signed: &SignedRecord) -> Result<(), TrustError> {
+    let bad = TrustError::HttpSignature;
+    if signed.signature.alg != "ed25519" {
+        return Err(bad("the record is not signed with ed25519"));
+    }
+    let key: [u8; 32] = b64::decode_any(&signed.signature.public_key, "public_key")?
+        .try_into()
+        .map_err(|_| bad("the record's public key is not 32 bytes"))?;
+    if crate::identity::node_id_of(&key) != signed.signature.keyid {
+        return Err(bad(
+            "the record's keyid is not the node id of its public key",
+        ));
+    }
+    let sig = b64::decode_any(&signed.signature.value, "signature")?;
+    let sig = Signature::from_slice(&sig).map_err(|_| bad("the signature is not 64 bytes"))?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| bad("not an Ed25519 key"))?;
+    key.verify(jcs::canonicalize(&signed.record).as_bytes(), &sig)
+        .map_err(|_| bad("the record's signature does not verify: it was changed after signing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_record_verifies_and_any_change_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, _) = Identity::init(dir.path()).unwrap();
+        let signed = sign(
+            &id,
+            serde_json::json!({"credits": {"total": 1.25}, "lease_id": "l1"}),
+        );
+        verify(&signed).unwrap();
+        let mut changed = signed.clone();
+        changed.record["credits"]["total"] = serde_json::json!(1.26);
+        assert!(verify(&changed).is_err());
+        let mut other_key = signed.clone();
+        other_key.signature.keyid = "fn-00".into();
+        assert!(verify(&other_key).is_err());
+    }
+}
