@@ -11,6 +11,7 @@ use base64::Engine;
 
 use crate::outbox::LogCursor;
 use crate::protocol::{ErrorCode, Lease, LogAnswer, LogChunk, LogStream};
+use crate::runtime::LogTail;
 use crate::transport::{backoff, TransportError};
 use crate::worker::Worker;
 
@@ -20,6 +21,7 @@ pub const CHUNK: usize = 64 * 1024;
 pub struct LogShipper {
     lease: Lease,
     path: PathBuf,
+    tail: LogTail,
     cursors: [LogCursor; 2],
 }
 
@@ -37,9 +39,11 @@ impl LogShipper {
     pub fn load(worker: &Worker, lease: &Lease, id: &str) -> LogShipper {
         let outbox = worker.outbox();
         let cursor = |s| outbox.log_cursor(&lease.lease_id, s).unwrap_or_default();
+        let path = worker.runtime.log_path(id);
         LogShipper {
             lease: lease.clone(),
-            path: worker.runtime.log_path(id),
+            tail: LogTail::new(path.clone()),
+            path,
             cursors: [cursor(LogStream::Stdout), cursor(LogStream::Stderr)],
         }
     }
@@ -61,38 +65,45 @@ impl LogShipper {
 
     /// What is new in the log; with `end`, then an eof chunk per stream.
     pub async fn ship(&mut self, worker: &Worker, end: bool) -> Result<Shipped, TransportError> {
-        let path = self.path.clone();
-        let (stdout, stderr) =
-            tokio::task::spawn_blocking(move || crate::runtime::log_streams(&path))
-                .await
-                .unwrap_or_default();
-        for (index, data) in [stdout, stderr].iter().enumerate() {
-            if self.ship_stream(worker, index, data, end).await? == Shipped::Refused {
+        self.tail.poll();
+        for index in 0..STREAMS.len() {
+            if self.ship_stream(worker, index, end).await? == Shipped::Refused {
                 return Ok(Shipped::Refused);
             }
         }
         Ok(Shipped::Delivered)
     }
 
+    /// The stream's bytes from the cursor on (at most one chunk), reading the log again
+    /// from its start when the coordinator asks for bytes already let go of.
+    fn next_chunk(&mut self, index: usize) -> Vec<u8> {
+        let offset = self.cursors[index].offset;
+        if self.tail.from(index, offset).is_none() {
+            self.tail = LogTail::new(self.path.clone());
+            self.tail.poll();
+        }
+        let data = self.tail.from(index, offset).unwrap_or_default();
+        data[..data.len().min(CHUNK)].to_vec()
+    }
+
     async fn ship_stream(
         &mut self,
         worker: &Worker,
         index: usize,
-        data: &[u8],
         end: bool,
     ) -> Result<Shipped, TransportError> {
         loop {
-            let cursor = self.cursors[index];
-            if cursor.eof {
+            if self.cursors[index].eof {
                 return Ok(Shipped::Delivered);
             }
-            let start = (cursor.offset as usize).min(data.len());
-            let stop = (start + CHUNK).min(data.len());
-            if start == stop && !end {
+            let chunk = self.next_chunk(index);
+            if chunk.is_empty() && !end {
                 return Ok(Shipped::Delivered);
             }
-            let eof = end && stop == data.len();
-            match self.send(worker, index, &data[start..stop], eof).await {
+            let offset = self.cursors[index].offset;
+            let left = self.tail.from(index, offset).map_or(0, <[u8]>::len);
+            let eof = end && left == chunk.len();
+            match self.send(worker, index, &chunk, eof).await {
                 Ok(next) => self.advance(worker, index, next),
                 Err(e) => return self.recover(worker, index, e),
             }

@@ -406,15 +406,166 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// Everything each stream of a container wrote so far (both log files, oldest first).
-pub fn log_streams(path: &Path) -> (Vec<u8>, Vec<u8>) {
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    for entry in farm_runtime::logs::read(path, None).unwrap_or_default() {
-        match entry.stream {
-            farm_runtime::logs::Stream::Stdout => stdout.extend_from_slice(entry.log.as_bytes()),
-            farm_runtime::logs::Stream::Stderr => stderr.extend_from_slice(entry.log.as_bytes()),
+/// Follows a container's log file as it grows and rotates (`<path>` renamed `<path>.1`),
+/// keeping each stream's bytes from the first one the caller has not yet let go of.
+/// Each poll reads only what is new.
+pub struct LogTail {
+    path: PathBuf,
+    current: Option<(std::fs::File, u64)>,
+    partial: Vec<u8>,
+    /// Per stream: bytes read and kept, and the stream offset of the first of them.
+    kept: [Vec<u8>; 2],
+    kept_from: [u64; 2],
+}
+
+impl LogTail {
+    /// From the beginning of the log (the rotated file first).
+    pub fn new(path: PathBuf) -> LogTail {
+        let mut tail = LogTail {
+            path,
+            current: None,
+            partial: Vec::new(),
+            kept: [Vec::new(), Vec::new()],
+            kept_from: [0, 0],
+        };
+        if let Ok(mut rotated) = std::fs::File::open(farm_runtime::logs::rotated_path(&tail.path)) {
+            tail.read_from(&mut rotated);
+            tail.partial.clear();
+        }
+        tail
+    }
+
+    /// Read what was written since the last poll, across a rotation.
+    pub fn poll(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if self.current.is_none() {
+            if let Ok(file) = std::fs::File::open(&self.path) {
+                let inode = file.metadata().map(|m| m.ino()).unwrap_or(0);
+                self.current = Some((file, inode));
+            }
+        }
+        let Some((mut file, inode)) = self.current.take() else {
+            return;
+        };
+        self.read_from(&mut file);
+        let now = std::fs::metadata(&self.path)
+            .map(|m| m.ino())
+            .unwrap_or(inode);
+        if now == inode {
+            self.current = Some((file, inode));
+        } else {
+            // Rotated: what the old file got after our read, then the new file.
+            self.read_from(&mut file);
+            self.partial.clear();
+            self.poll();
         }
     }
-    (stdout, stderr)
+
+    fn read_from(&mut self, file: &mut std::fs::File) {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        if file.read_to_end(&mut bytes).is_err() {
+            return;
+        }
+        self.partial.extend_from_slice(&bytes);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let Ok(entry) = serde_json::from_slice::<farm_runtime::logs::LogEntry>(line) else {
+                continue;
+            };
+            let index = match entry.stream {
+                farm_runtime::logs::Stream::Stdout => 0,
+                farm_runtime::logs::Stream::Stderr => 1,
+            };
+            self.kept[index].extend_from_slice(entry.log.as_bytes());
+        }
+    }
+
+    /// The bytes of stream `index` from `offset` on, dropping those before it; `None`
+    /// when bytes before `offset`... were dropped already (start a new tail).
+    pub fn from(&mut self, index: usize, offset: u64) -> Option<&[u8]> {
+        if offset < self.kept_from[index] {
+            return None;
+        }
+        let skip = ((offset - self.kept_from[index]) as usize).min(self.kept[index].len());
+        self.kept[index].drain(..skip);
+        self.kept_from[index] += skip as u64;
+        Some(&self.kept[index])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use farm_runtime::logs::{LogWriter, Stream};
+
+    /// Reads everything of stream 0 and 1 the tail has, letting it all go.
+    fn drain(tail: &mut LogTail, taken: &mut [Vec<u8>; 2]) {
+        tail.poll();
+        for (index, out) in taken.iter_mut().enumerate() {
+            let offset = out.len() as u64;
+            out.extend_from_slice(tail.from(index, offset).unwrap());
+        }
+    }
+
+    #[test]
+    fn the_tail_follows_both_streams_across_rotations_without_loss_or_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        let mut writer = LogWriter::open(&path, 600).unwrap();
+        let mut tail = LogTail::new(path.clone());
+        let mut taken = [Vec::new(), Vec::new()];
+        let mut expected = [Vec::new(), Vec::new()];
+        for i in 0..200 {
+            let line = format!("line {i}\n");
+            let (stream, index) = if i % 3 == 0 {
+                (Stream::Stderr, 1)
+            } else {
+                (Stream::Stdout, 0)
+            };
+            writer.write(stream, line.as_bytes()).unwrap();
+            expected[index].extend_from_slice(line.as_bytes());
+            // Poll often enough that no rotation drops a file we did not read.
+            if i % 2 == 0 {
+                drain(&mut tail, &mut taken);
+            }
+        }
+        drain(&mut tail, &mut taken);
+        assert_eq!(
+            String::from_utf8_lossy(&taken[0]),
+            String::from_utf8_lossy(&expected[0])
+        );
+        assert_eq!(taken[1], expected[1]);
+    }
+
+    #[test]
+    fn a_new_tail_starts_from_the_rotated_file_and_an_old_offset_asks_for_a_new_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.json");
+        let mut writer = LogWriter::open(&path, 200).unwrap();
+        let mut all = Vec::new();
+        for i in 0..6 {
+            let line = format!("a fairly long line number {i}\n");
+            writer.write(Stream::Stdout, line.as_bytes()).unwrap();
+            all.extend_from_slice(line.as_bytes());
+        }
+        let mut tail = LogTail::new(path);
+        tail.poll();
+        let kept = tail.from(0, 0).unwrap().to_vec();
+        assert!(
+            all.ends_with(&kept) && !kept.is_empty(),
+            "what the two files hold"
+        );
+        // Offsets count from the oldest byte still on disk (rotated-out bytes are gone).
+        let skip = kept.len() as u64 - 5;
+        let later = tail.from(0, skip).unwrap().to_vec();
+        assert_eq!(later, &all[all.len() - 5..]);
+        assert!(
+            tail.from(0, skip - 1).is_none(),
+            "bytes let go of are not served again"
+        );
+    }
 }

@@ -484,3 +484,64 @@ fn install_prints_a_unit_whose_containers_outlive_the_worker() {
         assert!(unit.stdout.contains(line), "{line} in {}", unit.stdout);
     }
 }
+
+#[test]
+fn an_outage_past_the_grace_stops_the_job_and_reports_lease_lost() {
+    let settings = Settings {
+        heartbeat_interval_ms: 200,
+        lease_ttl_ms: 1_000,
+        lease_grace_ms: 1_000,
+        ..Settings::default()
+    };
+    let Some(mut wf) = WorkerFarm::new(settings, "") else {
+        return;
+    };
+    let worker = wf.start();
+    let lease = wf.coordinator.submit(wf.job(&["sleep", "600"]));
+    let running = wf.wait_report(&worker, &lease, JobState::Running);
+    let id = running.container_id.unwrap();
+    wf.coordinator.stop();
+    // The worker stops the job itself once TTL and grace are out, without the coordinator
+    // (its logs, then its report, wait for the coordinator; so does removing it).
+    crate::support::containers::wait_for(
+        "the job to be stopped while the coordinator is down",
+        LIMIT,
+        || (wf.farm.inspect(&id)["State"]["Status"] == "exited").then_some(()),
+        || format!("{:#}", wf.farm.inspect(&id)),
+    );
+    assert!(cgroup_processes(&id).is_empty());
+    wf.coordinator.resume().unwrap();
+    let done = wf.wait_final(&worker, &lease);
+    assert_eq!(done.state, JobState::Lost, "{done:#?}");
+    assert_eq!(reason(&done), ReasonCode::LeaseLost);
+    assert_counted_once(&wf.coordinator.state(), &lease);
+    assert_gone(&wf, &id);
+}
+
+#[test]
+fn a_worker_killed_right_after_taking_a_lease_runs_the_job_once() {
+    let Some(wf) = WorkerFarm::new(Settings::default(), "") else {
+        return;
+    };
+    let mut worker = wf.start();
+    let lease = wf.coordinator.submit(wf.job(&["sh", "-c", "echo once"]));
+    // Killed as soon as the coordinator hears of the job (while pulling, or just after).
+    wf.wait_report(&worker, &lease, JobState::Accepted);
+    worker.kill();
+    let worker = wf.start();
+    let done = wf.wait_final(&worker, &lease);
+    assert_eq!(reason(&done), ReasonCode::Completed, "{done:#?}");
+    let state = wf.coordinator.state();
+    assert_counted_once(&state, &lease);
+    assert_eq!(
+        state.log_bytes(&lease, LogStream::Stdout),
+        b"once\n",
+        "one run, one output"
+    );
+    let containers = wf.farm.run(&["ps", "-a", "--json"]);
+    assert_eq!(
+        containers.stdout.matches(&lease).count(),
+        0,
+        "no second container: {containers:#?}"
+    );
+}
