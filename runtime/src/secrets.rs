@@ -99,6 +99,21 @@ impl SecretEnv {
         Ok(SecretEnv(out))
     }
 
+    /// A pipe holding all of it, for the monitor: the read end, left open across exec
+    /// (give the monitor `--secrets-fd N` with its number), or None when there is
+    /// nothing to pass. Used by `farm run` and `farm worker` alike.
+    pub fn pipe_for_monitor(&self) -> Result<Option<OwnedFd>, SecretError> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let (read, write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        rustix::io::fcntl_setfd(&read, rustix::io::FdFlags::empty())
+            .map_err(std::io::Error::from)?;
+        self.send(write)?;
+        Ok(Some(read))
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.0.iter().map(|(n, _)| n.clone()).collect()
     }

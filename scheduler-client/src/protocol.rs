@@ -109,6 +109,12 @@ pub struct JobSpec {
     pub outputs: Option<Outputs>,
     /// How long a stop (cancel, lease loss, drain) waits after the stop signal.
     pub stop_grace_ms: Option<u64>,
+    /// Secret environment variables, each value a libsodium sealed box (base64) to the
+    /// node's `x25519_public_key`: opened in the worker's memory only.
+    pub sealed_env: BTreeMap<String, String>,
+    /// Registry credentials `USERNAME:PASSWORD`, sealed the same way (instead of
+    /// `registry_auth`).
+    pub sealed_registry_auth: Option<String>,
     /// The GPU model the job wants (`NVIDIA A100-SXM4-80GB`), for the farmer's allow-list.
     pub gpu_model: Option<String>,
     /// Who pays: their account and its "dust" (the network's reputation token).

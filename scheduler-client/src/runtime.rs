@@ -48,6 +48,14 @@ pub enum RuntimeOpsError {
     },
     #[error("the container did not start: {message}")]
     StartFailed { code: u8, message: String },
+    #[error("opening the job's sealed {what}: {source}")]
+    Sealed {
+        what: String,
+        #[source]
+        source: farm_trust::TrustError,
+    },
+    #[error("the job's secret variables: {0}")]
+    Secrets(#[from] farm_runtime::secrets::SecretError),
     #[error("preparing the outputs folder {path}: {source}")]
     Outputs {
         path: PathBuf,
@@ -70,6 +78,8 @@ pub struct Runtime {
     pub exe: PathBuf,
     /// Registries that may be reached over plain HTTP.
     pub insecure: Vec<String>,
+    /// Opens the job's sealed values.
+    pub identity: std::sync::Arc<farm_trust::Identity>,
 }
 
 /// A finished container as the worker reports it.
@@ -125,12 +135,17 @@ impl Runtime {
             source,
         };
         let source = farm_puller::ImageSource::parse(&job.image).map_err(|e| pull_err(e.into()))?;
+        let sealed = match &job.sealed_registry_auth {
+            Some(sealed) => Some(self.open_auth(sealed)?),
+            None => None,
+        };
         let client = RegistryClient::new(RegistryOptions {
             insecure: self.insecure.clone(),
-            credentials: job
-                .registry_auth
-                .as_ref()
-                .map(|a| farm_puller::Credentials::new(&a.username, &a.password)),
+            credentials: sealed.or_else(|| {
+                job.registry_auth
+                    .as_ref()
+                    .map(|a| farm_puller::Credentials::new(&a.username, &a.password))
+            }),
             auth_file: Some(self.root.join("auth.json")),
             docker_config: None,
         })
@@ -147,10 +162,48 @@ impl Runtime {
             .map_err(pull_err)
     }
 
+    fn open_auth(&self, sealed: &str) -> Result<farm_puller::Credentials, RuntimeOpsError> {
+        let err = |source| RuntimeOpsError::Sealed {
+            what: "registry credentials".into(),
+            source,
+        };
+        let plain = farm_trust::seal::open(&self.identity, sealed).map_err(err)?;
+        let text = std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|t| t.split_once(':'));
+        let (user, password) = text.ok_or(err(farm_trust::TrustError::Invalid(
+            "sealed registry credentials must be USERNAME:PASSWORD",
+        )))?;
+        Ok(farm_puller::Credentials::new(user, password))
+    }
+
+    /// The job's sealed env, opened (in memory only).
+    fn open_env(&self, job: &JobSpec) -> Result<farm_runtime::secrets::SecretEnv, RuntimeOpsError> {
+        let mut out = Vec::new();
+        for (name, sealed) in &job.sealed_env {
+            let err = |source| RuntimeOpsError::Sealed {
+                what: format!("variable {name}"),
+                source,
+            };
+            let plain = farm_trust::seal::open(&self.identity, sealed).map_err(err)?;
+            let value = String::from_utf8(plain.to_vec()).map_err(|_| {
+                err(farm_trust::TrustError::Invalid(
+                    "a sealed variable must be UTF-8 text",
+                ))
+            })?;
+            out.push((name.clone(), zeroize::Zeroizing::new(value)));
+        }
+        let env = farm_runtime::secrets::SecretEnv(out);
+        env.check()?;
+        Ok(env)
+    }
+
     /// Create the job's container and start its monitor, detached: the container
     /// outlives the worker. Returns the container id once it runs.
     pub fn start(&self, lease: &Lease, image: ImageRef) -> Result<String, RuntimeOpsError> {
-        let options = self.options(lease)?;
+        let secrets = self.open_env(&lease.job)?;
+        let mut options = self.options(lease)?;
+        options.secret_env = secrets.names();
         let store = Store::open(&self.root)?;
         let (container, lock) = {
             let _lock = store.lock_shared()?;
@@ -166,6 +219,13 @@ impl Runtime {
             .arg(&container.id)
             .arg("--lock-fd")
             .arg(lock.as_raw_fd().to_string());
+        let secrets_read_end = secrets.pipe_for_monitor()?;
+        if let Some(read) = &secrets_read_end {
+            command
+                .arg("--secrets-fd")
+                .arg(read.as_raw_fd().to_string());
+        }
+        drop(secrets);
         let monitor_log = self
             .root
             .join("containers")
@@ -187,6 +247,7 @@ impl Runtime {
             .spawn()
             .map_err(monitor_err)?;
         drop(lock);
+        drop(secrets_read_end);
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped");
         std::io::BufReader::new(stdout)

@@ -89,6 +89,7 @@ impl Worker {
             root,
             exe,
             insecure: config.insecure_registries.clone(),
+            identity: identity.clone(),
         };
         Ok(Arc::new(Worker {
             config,

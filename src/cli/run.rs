@@ -197,16 +197,13 @@ fn secrets_pipe(
     secrets: &SecretEnv,
     command: &mut Command,
 ) -> Result<Option<std::os::fd::OwnedFd>> {
-    if secrets.0.is_empty() {
-        return Ok(None);
+    let read = secrets.pipe_for_monitor()?;
+    if let Some(read) = &read {
+        command
+            .arg("--secrets-fd")
+            .arg(read.as_raw_fd().to_string());
     }
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    rustix::io::fcntl_setfd(read.as_fd(), rustix::io::FdFlags::empty())?;
-    secrets.send(write)?;
-    command
-        .arg("--secrets-fd")
-        .arg(read.as_raw_fd().to_string());
-    Ok(Some(read))
+    Ok(read)
 }
 
 pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {

@@ -70,6 +70,9 @@ async fn run_worker(globals: &Globals, args: RunArgs) -> Result<u8> {
     if !rustix::process::geteuid().is_root() {
         bail!("farm worker needs root (its jobs run as farm run's containers do): run it with sudo or install it as a service (`farm worker install`)");
     }
+    // Jobs' sealed secrets pass through this process's memory: no core dump of it, and
+    // no ptrace by other users (the kernel's rule for non-dumpable processes).
+    nix::sys::prctl::set_dumpable(false).context("marking the worker non-dumpable")?;
     let mut config = Config::load(&args.config)?;
     config
         .insecure_registries

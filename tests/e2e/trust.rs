@@ -559,3 +559,77 @@ fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() 
     assert!(run.stdout.contains("FAILED"));
     assert!(py(VERIFY_EARNINGS, &[&path]).is_err());
 }
+
+#[test]
+fn a_coordinator_job_with_sealed_env_and_registry_credentials_leaves_no_plaintext() {
+    use farm_scheduler_client::protocol::{JobSpec, JobState, LogStream};
+    use farm_scheduler_client::testcoord::{Coordinator, Settings};
+    if !(python_prereqs()
+        && registry_prereqs()
+        && require(have_file("/usr/bin/htpasswd"), "htpasswd"))
+    {
+        return;
+    }
+    let Some(farm) = crate::support::containers::RunFarm::new() else {
+        return;
+    };
+    let key = identity(&farm)["x25519_public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = "j0b-s3cret-that-only-the-container-sees";
+    let registry = TestRegistry::htpasswd();
+    let image = Image::oci(vec![images::busybox_layer()]);
+    Pusher::with_credentials(&registry.host(), USER, PASSWORD).push_image(
+        "e2e/job",
+        Some("1"),
+        &image,
+    );
+    let coordinator = Coordinator::with_settings("127.0.0.1:0", Settings::default()).unwrap();
+    let config = farm.dir.path().join("worker.conf");
+    std::fs::write(&config, format!("coordinator = {}\n", coordinator.url())).unwrap();
+    let worker = farm.spawn(&["worker", "run", "--config", &config.to_string_lossy()]);
+    let job = JobSpec {
+        image: format!("{}/e2e/job:1", registry.host()),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "printf %s \"$TOKEN\" | sha256sum".into(),
+        ],
+        sealed_env: [("TOKEN".to_owned(), py(SEAL, &[&key, secret]).unwrap())].into(),
+        sealed_registry_auth: Some(py(SEAL, &[&key, &format!("{USER}:{PASSWORD}")]).unwrap()),
+        ..Default::default()
+    };
+    let lease = coordinator.submit(job);
+    let done = coordinator.wait_for(std::time::Duration::from_secs(60), |s| {
+        s.final_report(&lease).cloned()
+    });
+    let done = done.unwrap_or_else(|| {
+        panic!(
+            "{}",
+            std::fs::read_to_string(&worker.stderr).unwrap_or_default()
+        )
+    });
+    assert_eq!(done.state, JobState::Exited, "{done:#?}");
+    let state = coordinator.state();
+    let stdout = String::from_utf8_lossy(&state.log_bytes(&lease, LogStream::Stdout)).into_owned();
+    assert!(
+        stdout.starts_with(&hex::encode(Sha256::digest(secret))),
+        "{stdout}"
+    );
+    let stderr = std::fs::read_to_string(&worker.stderr).unwrap();
+    drop(worker);
+    let everything = serde_json::to_string(&state).unwrap();
+    for needle in [secret, PASSWORD] {
+        assert_eq!(
+            files_holding(&farm.root(), needle),
+            Vec::<String>::new(),
+            "plaintext on disk"
+        );
+        assert!(
+            !everything.contains(needle),
+            "plaintext reached the coordinator"
+        );
+        assert!(!stderr.contains(needle));
+    }
+}

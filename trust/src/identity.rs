@@ -28,6 +28,12 @@ pub struct Identity {
     sealing: crypto_box::SecretKey,
 }
 
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({}, keys not shown)", self.node_id())
+    }
+}
+
 /// What others may know of a node: `farm identity show`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublicIdentity {
