@@ -8,9 +8,11 @@ mod login;
 mod progress;
 mod prune;
 mod pull;
+mod rename;
 mod rmi;
 mod run;
 mod stats;
+mod top;
 
 use std::path::PathBuf;
 
@@ -74,6 +76,10 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Show what running containers use: CPU, memory, network and block I/O, processes
     Stats(stats::StatsArgs),
+    /// Rename a container
+    Rename(rename::RenameArgs),
+    /// Show the processes of a running container
+    Top(top::TopArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
     Info(info::InfoArgs),
     /// The per-container monitor (internal)
@@ -113,6 +119,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Stats(args) => stats::run(&globals, args),
+        Command::Rename(args) => rename::run(&globals, args),
+        Command::Top(args) => top::run(&globals, args),
         Command::Monitor(_) | Command::Exec(_) => unreachable!("these run through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
         Command::Images(args) => images::run(&globals, args),

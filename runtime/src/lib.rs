@@ -25,6 +25,7 @@ pub mod sandbox;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod top;
 
 pub use error::RuntimeError;
 pub use options::RunOptions;

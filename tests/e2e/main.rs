@@ -28,3 +28,4 @@ mod sandbox;
 mod secrets;
 mod stats;
 mod store;
+mod top_rename;
