@@ -12,6 +12,7 @@ mod rename;
 mod rmi;
 mod run;
 mod stats;
+mod tag;
 mod top;
 
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Rename a container
     Rename(rename::RenameArgs),
+    /// Give an image another name (no content is copied)
+    Tag(tag::TagArgs),
     /// Show the processes of a running container
     Top(top::TopArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
@@ -120,6 +123,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Stats(args) => stats::run(&globals, args),
         Command::Rename(args) => rename::run(&globals, args),
+        Command::Tag(args) => tag::run(&globals, args),
         Command::Top(args) => top::run(&globals, args),
         Command::Monitor(_) | Command::Exec(_) => unreachable!("these run through run_sync"),
         Command::Pull(args) => pull::run(&globals, args).await,
