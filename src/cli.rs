@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
 mod containers;
+mod cp;
 mod exec;
 mod images;
 mod info;
@@ -79,6 +80,8 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Rename a container
     Rename(rename::RenameArgs),
+    /// Copy files or folders between a running container and the host
+    Cp(cp::CpArgs),
     /// Give an image another name (no content is copied)
     Tag(tag::TagArgs),
     /// Show the processes of a running container
@@ -123,6 +126,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Stats(args) => stats::run(&globals, args),
         Command::Rename(args) => rename::run(&globals, args),
+        Command::Cp(args) => cp::run(&globals, args),
         Command::Tag(args) => tag::run(&globals, args),
         Command::Top(args) => top::run(&globals, args),
         Command::Monitor(_) | Command::Exec(_) => unreachable!("these run through run_sync"),

@@ -10,6 +10,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod copy;
 pub mod error;
 pub mod exec;
 pub mod gpu;

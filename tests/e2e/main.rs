@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod cp;
 mod exec;
 mod faults;
 mod fixtures;
