@@ -1,6 +1,7 @@
 //! Command-line interface: one module per command, docker's names and flags.
 
 mod containers;
+mod cp;
 mod earnings;
 mod exec;
 mod identity;
@@ -11,9 +12,12 @@ mod policy;
 mod progress;
 mod prune;
 mod pull;
+mod rename;
 mod rmi;
 mod run;
 mod stats;
+mod tag;
+mod top;
 mod worker;
 
 use std::path::PathBuf;
@@ -78,6 +82,14 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Show what running containers use: CPU, memory, network and block I/O, processes
     Stats(stats::StatsArgs),
+    /// Rename a container
+    Rename(rename::RenameArgs),
+    /// Copy files or folders between a running container and the host
+    Cp(cp::CpArgs),
+    /// Give an image another name (no content is copied)
+    Tag(tag::TagArgs),
+    /// Show the processes of a running container
+    Top(top::TopArgs),
     /// Show this machine as farm sees it: CPU, memory, disk, kernel, sandbox, GPUs
     Info(info::InfoArgs),
     /// Create this node's identity (Ed25519 signing and X25519 sealing keys) under the root
@@ -140,6 +152,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Worker(args) => worker::run(&globals, args).await,
         Command::Stats(args) => stats::run(&globals, args),
+        Command::Rename(args) => rename::run(&globals, args),
+        Command::Cp(args) => cp::run(&globals, args),
+        Command::Tag(args) => tag::run(&globals, args),
+        Command::Top(args) => top::run(&globals, args),
         Command::Monitor(_) | Command::Exec(_) | Command::TestCoordinator(_) => {
             unreachable!("these run through run_sync")
         }

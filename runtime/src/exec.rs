@@ -136,15 +136,7 @@ pub fn exec(
         },
     )?;
     let ends = match console {
-        Some((_, listener)) => {
-            let master = receive_pty(&listener).map_err(io("receiving the exec's terminal"))?;
-            let writer = master.try_clone().map_err(io("the exec's terminal"))?;
-            Ends {
-                stdin: options.interactive.then_some(writer),
-                stdout: Some(master),
-                stderr: None,
-            }
-        }
+        Some((_, listener)) => terminal_ends(&listener, options.interactive)?,
         None => ends,
     };
     drop(dir);
@@ -152,6 +144,20 @@ pub fn exec(
         return Ok(0);
     }
     Ok(relay(nix::unistd::Pid::from_raw(child), ends, options))
+}
+
+/// With `-t`: the pty master the exec's init sent, as its output (and input with `-i`).
+fn terminal_ends(
+    listener: &std::os::unix::net::UnixListener,
+    interactive: bool,
+) -> Result<Ends, ExecError> {
+    let master = receive_pty(listener).map_err(io("receiving the exec's terminal"))?;
+    let writer = master.try_clone().map_err(io("the exec's terminal"))?;
+    Ok(Ends {
+        stdin: interactive.then_some(writer),
+        stdout: Some(master),
+        stderr: None,
+    })
 }
 
 /// A libcontainer state folder for the exec only: the container's `state.json` with the

@@ -10,6 +10,7 @@
 
 pub mod cgroups;
 pub mod container;
+pub mod copy;
 pub mod error;
 pub mod exec;
 pub mod gpu;
@@ -26,6 +27,7 @@ pub mod secrets;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod top;
 
 pub use error::RuntimeError;
 pub use options::RunOptions;

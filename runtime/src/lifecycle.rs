@@ -176,6 +176,13 @@ fn share_dir_with(dir: &Path, ids: &userns::IdRange) -> Result<(), RuntimeError>
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710)).map_err(path_err(dir))
 }
 
+/// docker rename: a new valid, unused name for the container (running or not).
+pub fn rename(root: &Path, record: &ContainerRecord, name: &str) -> Result<(), RuntimeError> {
+    validate_name(name)?;
+    StateStore::open(root)?.rename(&record.id, name)?;
+    Ok(())
+}
+
 /// docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 fn validate_name(name: &str) -> Result<(), RuntimeError> {
     let mut chars = name.chars();

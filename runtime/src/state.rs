@@ -486,6 +486,31 @@ impl StateStore {
         Ok(())
     }
 
+    /// Give container `id` the name `name` (UNIQUE: refused when another container has it).
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), StateError> {
+        self.db
+            .execute(
+                "UPDATE containers SET name = ?2 WHERE id = ?1",
+                params![id, name],
+            )
+            .map_err(|source| match source {
+                rusqlite::Error::SqliteFailure(ref e, _)
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    let holder = self.get(name).map_or_else(
+                        |_| "another container".to_owned(),
+                        |r| r.id[..12].to_owned(),
+                    );
+                    StateError::NameInUse {
+                        name: name.to_owned(),
+                        id: holder,
+                    }
+                }
+                other => self.sql()(other),
+            })?;
+        Ok(())
+    }
+
     /// Forget the container (its id range becomes free).
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
         self.db
@@ -637,6 +662,16 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StateError::RangesExhausted { .. }), "{err}");
         store.remove("aa11").unwrap();
+        let err = store
+            .rename("bb22", "one")
+            .map(|_| ())
+            .and_then(|_| store.insert(&record("dd44", "one"), &ranges(2)).map(|_| ()));
+        assert!(
+            matches!(err, Err(StateError::NameInUse { .. })),
+            "renamed: {err:?}"
+        );
+        store.rename("bb22", "two").unwrap();
+        assert_eq!(store.get("two").unwrap().id, "bb22");
         let c = store.insert(&record("cc33", "three"), &ranges(2)).unwrap();
         assert_eq!(c, a, "a freed range is reused");
     }

@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod cp;
 mod exec;
 mod faults;
 mod fixtures;
@@ -28,5 +29,6 @@ mod sandbox;
 mod secrets;
 mod stats;
 mod store;
+mod top_rename;
 mod trust;
 mod worker;

@@ -55,3 +55,48 @@ fn images_shows_an_oci_layouts_tag_in_the_tag_column() {
     assert_eq!(row[0], format!("oci:{}", farm.layout.display()), "{run:#?}");
     assert_eq!(row[1], "probe", "{run:#?}");
 }
+
+#[test]
+fn tag_names_the_same_image_twice_as_docker() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    farm.run(&["tag", &farm.probe(), "example.com/team/probe:v1"])
+        .assert_ok();
+    farm.run(&["tag", "example.com/team/probe:v1", "probe2"])
+        .assert_ok();
+    let run = farm.run(&["images"]);
+    let rows: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |repository: &str| rows.iter().find(|r| r[0] == repository).cloned();
+    let original = row(&format!("oci:{}", farm.layout.display())).expect("the original");
+    assert_eq!(
+        row("example.com/team/probe").map(|r| (r[1], r[2])),
+        Some(("v1", original[2])),
+        "{run:#?}"
+    );
+    assert_eq!(
+        row("probe2").map(|r| (r[1], r[2])),
+        Some(("latest", original[2])),
+        "docker.io/library and latest: {run:#?}"
+    );
+
+    let run = farm.run(&["run", "--rm", "example.com/team/probe:v1", "true"]);
+    assert_eq!(run.code, 0, "runs from the store without a pull: {run:#?}");
+    farm.run(&["rmi", "probe2"]).assert_ok();
+    assert!(
+        farm.run(&["images"])
+            .stdout
+            .contains("example.com/team/probe"),
+        "the other names stay"
+    );
+
+    let run = farm.run(&["tag", "nosuch", "x:y"]);
+    assert_eq!(run.code, 125, "{run:#?}");
+    let run = farm.run(&["tag", &farm.probe(), "Bad Name"]);
+    assert_eq!(run.code, 125, "{run:#?}");
+}
