@@ -165,7 +165,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Prune(args) => prune::run(&globals, args),
         Command::Login(args) => login::login(&globals, args).await,
         Command::Logout(args) => login::logout(&globals, args),
-        Command::Info(args) => info::run(&globals, args),
+        Command::Info(args) => info::run(&globals, args).await,
         Command::Init(args) => identity::init(&globals, args),
         Command::Policy(args) => policy::check(&globals, args),
         Command::Earnings(args) => earnings::run(&globals, args),

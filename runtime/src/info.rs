@@ -47,6 +47,23 @@ pub struct HostInfo {
     pub gpus: Vec<Gpu>,
     pub nvidia: Nvidia,
     pub cdi: Cdi,
+    /// The last `farm info --speedtest URL` (`<root>/speedtest.json`); None before one.
+    pub link: Option<Link>,
+}
+
+/// Link speed as measured, in Mbit/s each way (never a "dsl" or "fibre" label).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Link {
+    pub down_mbps: f64,
+    pub up_mbps: f64,
+    pub url: String,
+    /// Unix seconds.
+    pub measured_at: u64,
+}
+
+/// Where the last speed test is kept.
+pub fn link_path(root: &Path) -> std::path::PathBuf {
+    root.join("speedtest.json")
 }
 
 /// The CDI devices of this host (see [`crate::gpu::cdi`]).
@@ -155,6 +172,9 @@ pub fn collect(root: &Path) -> HostInfo {
         gpus: discovery.gpus,
         nvidia: discovery.nvidia,
         cdi: cdi(),
+        link: std::fs::read(link_path(root))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
     }
 }
 

@@ -1,9 +1,12 @@
 //! `farm info`
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
 use clap::Args;
 use farm_runtime::gpu::nvml::{Gpu, NO_DRIVER};
 use farm_runtime::info::HostInfo;
+use farm_runtime::info::Link;
 
 use super::progress::human_bytes;
 use super::Globals;
@@ -13,9 +16,28 @@ pub struct InfoArgs {
     /// Print one JSON object (keys documented in `farm_runtime::info::HostInfo`)
     #[arg(long)]
     json: bool,
+    /// Measure the link first: download from URL, then upload to it (POST), each for up
+    /// to --speedtest-seconds; kept under the root and sent at the worker's registration
+    #[arg(long, value_name = "URL")]
+    speedtest: Option<String>,
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    speedtest_seconds: u64,
 }
 
-pub fn run(globals: &Globals, args: InfoArgs) -> Result<u8> {
+pub async fn run(globals: &Globals, args: InfoArgs) -> Result<u8> {
+    if let Some(url) = &args.speedtest {
+        let link = speedtest(url, Duration::from_secs(args.speedtest_seconds.max(1))).await?;
+        std::fs::create_dir_all(&globals.root)?;
+        let path = farm_runtime::info::link_path(&globals.root);
+        std::fs::write(&path, serde_json::to_vec_pretty(&link)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if !args.json {
+            println!(
+                "link: {:.1} Mbit/s down, {:.1} Mbit/s up ({url})",
+                link.down_mbps, link.up_mbps
+            );
+        }
+    }
     let info = farm_runtime::info::collect(&globals.root);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
@@ -23,6 +45,64 @@ pub fn run(globals: &Globals, args: InfoArgs) -> Result<u8> {
         print!("{}", render(&info));
     }
     Ok(0)
+}
+
+/// Download from `url` for at most `limit` (or its whole body), then POST zeros to it for
+/// at most `limit`; Mbit/s each way from the bytes moved and the time taken.
+async fn speedtest(url: &str, limit: Duration) -> Result<Link> {
+    use futures_util::StreamExt;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    let start = Instant::now();
+    let answer = client
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()
+        .with_context(|| format!("speed test download from {url}"))?;
+    let mut body = answer.bytes_stream();
+    let mut down = 0u64;
+    while start.elapsed() < limit {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), body.next()).await {
+            Ok(Some(chunk)) => down += chunk?.len() as u64,
+            _ => break,
+        }
+    }
+    let down_secs = start.elapsed().as_secs_f64();
+    // Upload: a stream of 64 KiB zero chunks that stops at the time limit.
+    let chunk = bytes::Bytes::from(vec![0u8; 64 << 10]);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    let up_start = Instant::now();
+    let stream = futures_util::stream::unfold((), move |()| {
+        let chunk = chunk.clone();
+        let counter = counter.clone();
+        async move {
+            (up_start.elapsed() < limit).then(|| {
+                counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                (Ok::<_, std::io::Error>(chunk), ())
+            })
+        }
+    });
+    client
+        .post(url)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .and_then(|a| a.error_for_status())
+        .with_context(|| format!("speed test upload to {url}"))?;
+    let up_secs = up_start.elapsed().as_secs_f64();
+    let up = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let mbps = |bytes: u64, secs: f64| bytes as f64 * 8.0 / secs.max(1e-6) / 1e6;
+    Ok(Link {
+        down_mbps: mbps(down, down_secs),
+        up_mbps: mbps(up, up_secs),
+        url: url.to_owned(),
+        measured_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
 }
 
 const UNKNOWN: &str = "unknown";

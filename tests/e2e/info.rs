@@ -115,3 +115,75 @@ fn info_without_a_driver_says_so_plainly() {
     }
     assert!(run.stderr.is_empty(), "nothing on stderr: {run:#?}");
 }
+
+/// A loopback speed-test server (Python): GET sends 200 MB of zeros, POST reads and counts
+/// what it gets (written to argv[2]).
+const SPEED_SERVER: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(200 << 20)); self.end_headers()
+        block = b"\0" * (1 << 20)
+        try:
+            for _ in range(200): self.wfile.write(block)
+        except OSError: pass
+    def do_POST(self):
+        n = 0
+        while True:
+            line = self.rfile.readline().strip()
+            size = int(line, 16)
+            if size == 0: self.rfile.readline(); break
+            n += len(self.rfile.read(size)); self.rfile.readline()
+        open(sys.argv[2], "w").write(str(n))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn speedtest_measures_mbps_both_ways_and_info_keeps_them() {
+    let farm = Farm::new();
+    let port = crate::support::registry::free_port("127.0.0.1");
+    let received = farm.dir.path().join("received");
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-c",
+            SPEED_SERVER,
+            &port.to_string(),
+            &received.to_string_lossy(),
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let url = format!("http://127.0.0.1:{port}/");
+    let run = farm.run(&[
+        "info",
+        "--speedtest",
+        &url,
+        "--speedtest-seconds",
+        "1",
+        "--json",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    run.assert_ok();
+    let info: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let link = &info["link"];
+    let (down, up) = (
+        link["down_mbps"].as_f64().unwrap(),
+        link["up_mbps"].as_f64().unwrap(),
+    );
+    assert!(down > 1.0 && up > 1.0, "{link}");
+    // The upload figure is what the server really got, over at most the time limit.
+    let got: f64 = std::fs::read_to_string(&received).unwrap().parse().unwrap();
+    assert!(
+        got > 0.0 && up <= got * 8.0 / 1e6 / 0.5,
+        "{up} Mbit/s for {got} bytes"
+    );
+    let again = farm.run(&["info", "--json"]);
+    let kept: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        kept["link"], *link,
+        "the measurement is kept for the worker's registration"
+    );
+}
