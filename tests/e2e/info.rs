@@ -154,7 +154,15 @@ fn speedtest_measures_mbps_both_ways_and_info_keeps_them() {
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Wait until it listens (a slow machine, or the cgroup v2 lane's emulated VM).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the speed-test server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let url = format!("http://127.0.0.1:{port}/");
     let run = farm.run(&[
         "info",
