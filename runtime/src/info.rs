@@ -11,6 +11,9 @@ use serde::Serialize;
 use crate::cgroups::{self, CgroupVersion, Hierarchies, MountKind};
 use crate::gpu::nvml::{self, Gpu, Nvidia};
 
+mod cgroup_facts;
+pub use self::cgroup_facts::CgroupFacts;
+
 /// Everything `farm info` reports. Its JSON form (`farm info --json`) has these stable keys:
 ///
 /// - `cpu`: `{model, logical_cores, physical_cores, available_cores}`: `logical_cores` are the
@@ -22,6 +25,8 @@ use crate::gpu::nvml::{self, Gpu, Nvidia};
 /// - `kernel`: the release, as `uname -r`;
 /// - `cgroup_version`: `"v1"`, `"hybrid"` (v1 controllers beside an empty v2 hierarchy, used as
 ///   v1) or `"v2"`;
+/// - `cgroups`: `{controllers, missing, own, slice, parent, writable, delegated}` (see
+///   [`CgroupFacts`]): what a container's limits can use and where farm stands;
 /// - `sandbox`: `{user_namespaces, max_user_namespaces, idmapped_mounts,
 ///   idmapped_overlay_layers, idmapped_from, overlayfs, seccomp, seccomp_actions}`: the
 ///   idmapped answers come from the kernel version (5.12 for idmapped mounts, 5.19 for
@@ -43,6 +48,7 @@ pub struct HostInfo {
     pub disk: Disk,
     pub kernel: Option<String>,
     pub cgroup_version: CgroupKind,
+    pub cgroups: CgroupFacts,
     pub sandbox: Sandbox,
     pub gpus: Vec<Gpu>,
     pub nvidia: Nvidia,
@@ -167,6 +173,7 @@ pub fn collect(root: &Path) -> HostInfo {
         memory: read_meminfo(Path::new("/proc/meminfo")),
         disk: disk(root),
         cgroup_version: cgroup_kind(),
+        cgroups: cgroup_facts::collect(cgroups::hierarchy()),
         sandbox: sandbox(kernel.as_deref()),
         kernel,
         gpus: discovery.gpus,

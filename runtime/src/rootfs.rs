@@ -91,8 +91,18 @@ pub fn mount(dir: &Path, layers: &[PathBuf], ids: &IdRange) -> Result<PathBuf, R
     let lower = match idmapped {
         Ok(lower) => lower,
         Err(e) => {
+            let kernel = rustix::system::uname()
+                .release()
+                .to_str()
+                .ok()
+                .and_then(crate::info::kernel_version);
+            let fs = layers
+                .first()
+                .and_then(|l| rustix::fs::statfs(l).ok())
+                .map(|s| s.f_type);
             eprintln!(
-                "farm: warning: idmapped mounts are not available ({e}); copying the image with shifted owners instead (slower, uses disk: a kernel >= 5.19 avoids it)"
+                "farm: warning: idmapped mounts are not available ({e}): {}; copying the image with shifted owners instead (slower, uses disk)",
+                fallback_cause(&e, kernel, fs)
             );
             rootfs_fallback(dir, layers, ids)?
         }
@@ -124,6 +134,60 @@ pub fn mount(dir: &Path, layers: &[PathBuf], ids: &IdRange) -> Result<PathBuf, R
         source: e.into(),
     })?;
     Ok(rootfs)
+}
+
+/// Why idmapped layers failed, in words a farmer can act on: the kernel when it is too
+/// old for them (5.12) or for overlayfs on top of them (5.19), else the filesystem the
+/// farm root is on (tmpfs has them from 6.3; some filesystems never).
+fn fallback_cause(
+    error: &UsernsError,
+    kernel: Option<(u32, u32)>,
+    fs_magic: Option<i64>,
+) -> String {
+    if error.to_string().contains(IDMAP_ENV) {
+        return format!("{IDMAP_ENV}=off asks for the copy");
+    }
+    let release = kernel.map_or("unknown".to_owned(), |(a, b)| format!("{a}.{b}"));
+    let older = |v: (u32, u32)| kernel.is_some_and(|k| k < v);
+    if older((5, 12)) {
+        return format!(
+            "the kernel ({release}) has no idmapped mounts; Linux 5.12 or later has them"
+        );
+    }
+    if older((5, 19)) {
+        return format!(
+            "the kernel ({release}) cannot put overlayfs on idmapped layers; Linux 5.19 or later can"
+        );
+    }
+    const TMPFS: i64 = 0x0102_1994;
+    let known: &[(i64, &str)] = &[
+        (0xEF53, "ext4"),
+        (0x5846_5342, "xfs"),
+        (0x9123_683E, "btrfs"),
+        (0xF2F5_2010, "f2fs"),
+        (TMPFS, "tmpfs"),
+        (0x794C_7630, "overlayfs"),
+        (0x0102_1997, "9p"),
+        (0x6969, "nfs"),
+        (0x6573_5546, "fuse"),
+        (0x2FC1_2FC1, "zfs"),
+        (0xFF53_4D42, "cifs"),
+    ];
+    let name = fs_magic.and_then(|m| known.iter().find(|(k, _)| *k == m).map(|(_, n)| *n));
+    let advice = "put the farm root (--root) on ext4, xfs or btrfs";
+    match (fs_magic, name) {
+        (Some(TMPFS), _) if older((6, 3)) => format!(
+            "the farm root is on tmpfs, which has idmapped mounts from Linux 6.3 (this kernel is {release}); {advice}"
+        ),
+        (_, Some(fs @ ("ext4" | "xfs" | "btrfs" | "f2fs" | "tmpfs"))) => {
+            format!("the kernel ({release}) refused them on {fs}, which supports them")
+        }
+        (_, Some(fs)) => format!("the farm root is on {fs}, which has no idmapped mounts; {advice}"),
+        (Some(magic), None) => format!(
+            "the farm root's filesystem (type {magic:#x}) may not support idmapped mounts; {advice}"
+        ),
+        (None, None) => format!("the kernel ({release}) refused them"),
+    }
 }
 
 /// Detach the overlay and the idmapped layers (in the monitor's namespace) so that the
@@ -194,4 +258,32 @@ fn rootfs_fallback(
         lower.push(format!("c/{n}"));
     }
     Ok(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cause(kernel: (u32, u32), fs: i64) -> String {
+        let e = UsernsError::Other("Invalid argument".into());
+        fallback_cause(&e, Some(kernel), Some(fs))
+    }
+
+    #[test]
+    fn the_fallback_names_the_kernel_or_the_filesystem_that_is_the_cause() {
+        assert!(cause((5, 10), 0xEF53).contains("kernel (5.10) has no idmapped mounts"));
+        assert!(cause((5, 15), 0xEF53).contains("5.19 or later"));
+        let tmpfs = cause((6, 1), 0x0102_1994);
+        assert!(
+            tmpfs.contains("tmpfs") && tmpfs.contains("6.3") && tmpfs.contains("6.1"),
+            "{tmpfs}"
+        );
+        assert!(!tmpfs.contains("5.19"), "{tmpfs}");
+        assert!(cause((6, 8), 0x0102_1994).contains("refused them on tmpfs"));
+        assert!(cause((6, 1), 0x6969).contains("on nfs, which has no idmapped mounts"));
+        assert!(cause((6, 1), 0x1234).contains("type 0x1234"));
+        assert!(cause((6, 1), 0xEF53).contains("refused them on ext4"));
+        let off = UsernsError::Other(format!("{IDMAP_ENV}=off"));
+        assert!(fallback_cause(&off, Some((6, 1)), None).contains("asks for the copy"));
+    }
 }

@@ -132,6 +132,40 @@ fn aligned(indent: &str, lines: &[(String, String)]) -> String {
         .collect()
 }
 
+fn controllers(facts: &farm_runtime::info::CgroupFacts) -> String {
+    let list = if facts.controllers.is_empty() {
+        "none found".to_owned()
+    } else {
+        facts.controllers.join(" ")
+    };
+    if facts.missing.is_empty() {
+        list
+    } else {
+        format!(
+            "{list} (missing: {}; limits of that kind will not apply)",
+            facts.missing.join(" ")
+        )
+    }
+}
+
+fn own_cgroup(facts: &farm_runtime::info::CgroupFacts) -> String {
+    let own = facts.own.as_deref().unwrap_or("unknown");
+    let slice = facts
+        .slice
+        .as_deref()
+        .map_or(String::new(), |s| format!(", slice {s}"));
+    let writable = if facts.writable {
+        "can be created"
+    } else {
+        "can NOT be created (a read-only cgroup mount, or not root): limits will fail"
+    };
+    format!(
+        "{own}{slice}, delegated: {}; containers' cgroups under {} {writable}",
+        yes_no(facts.delegated),
+        facts.parent
+    )
+}
+
 fn render(info: &HostInfo) -> String {
     let sandbox = &info.sandbox;
     let seccomp = match (sandbox.seccomp, sandbox.seccomp_actions.is_empty()) {
@@ -172,6 +206,8 @@ fn render(info: &HostInfo) -> String {
         ),
         ("Kernel", or_unknown(info.kernel.as_ref())),
         ("Cgroups", cgroups),
+        ("Cgroup controllers", controllers(&info.cgroups)),
+        ("farm's cgroup", own_cgroup(&info.cgroups)),
         (
             "User namespaces",
             match sandbox.max_user_namespaces {

@@ -37,6 +37,42 @@ fn info_json_reports_this_host() {
         ["v1", "hybrid", "v2"].contains(&info["cgroup_version"].as_str().unwrap_or("")),
         "{info:#}"
     );
+    // The controllers, as the kernel lists them: on v2 the root's cgroup.controllers, on
+    // v1 the mounted hierarchies (this host and the cgroup v2 lane's VM have all farm needs).
+    let cgroups = &info["cgroups"];
+    let controllers: Vec<&str> = cgroups["controllers"]
+        .as_array()
+        .expect("cgroups.controllers")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    if info["cgroup_version"] == "v2" {
+        let root = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap();
+        assert_eq!(controllers, root.split_whitespace().collect::<Vec<_>>());
+    } else {
+        assert!(Path::new("/sys/fs/cgroup/memory").exists());
+        assert!(controllers.contains(&"memory") && controllers.contains(&"devices"));
+    }
+    assert_eq!(cgroups["missing"], serde_json::json!([]), "{info:#}");
+    assert_eq!(cgroups["parent"], "/farm");
+    assert_eq!(
+        cgroups["writable"], true,
+        "root may create cgroups: {info:#}"
+    );
+    let mine = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = cgroups["own"].as_str().expect("farm's own cgroup");
+    assert!(own.starts_with('/'), "{info:#}");
+    // The test and the farm it runs share their cgroup (the same session).
+    assert!(
+        mine.lines().any(|l| l.ends_with(&format!(":{own}"))),
+        "{mine} vs {own}"
+    );
+    let text = farm.run(&["info"]);
+    assert!(
+        text.stdout.contains("Cgroup controllers:") && text.stdout.contains("farm's cgroup:"),
+        "{}",
+        text.stdout
+    );
     assert!(info["memory"]["total_bytes"].as_u64().unwrap() > 0);
     assert!(info["disk"]["free_bytes"].is_u64(), "{info:#}");
     // The root is not made by `farm info`: the disk is measured at its nearest parent.
