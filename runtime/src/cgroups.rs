@@ -136,6 +136,37 @@ pub fn procs(cgroups_path: &Path) -> Result<Vec<i32>, CgroupError> {
     Hierarchies::system()?.procs(cgroups_path)
 }
 
+/// Make the parent folders of a container's cgroup (`/farm`) in the unified hierarchy
+/// before libcontainer does. libcgroups 0.7 tests `exists()` and then calls
+/// `create_dir`, so two containers starting at once both try, and one failed with
+/// "failed to create dir /sys/fs/cgroup/farm: File exists" (found by the cgroup v2 lane).
+/// v1 hierarchies need nothing: libcgroups makes those folders with `create_dir_all`.
+pub fn prepare_parents(cgroups_path: &Path) -> Result<(), CgroupError> {
+    let hierarchies = Hierarchies::system()?;
+    if hierarchies.version() != CgroupVersion::V2 {
+        return Ok(());
+    }
+    let relative = relative(cgroups_path)?;
+    let (Some(mut current), Some(parent)) = (hierarchies.v2_dir(Path::new("")), relative.parent())
+    else {
+        return Ok(());
+    };
+    for component in parent.components() {
+        current.push(component);
+        match std::fs::create_dir(&current) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    path: current.to_string_lossy().into_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the cgroup exists in at least one hierarchy.
 pub fn exists(cgroups_path: &Path) -> bool {
     Hierarchies::system().is_ok_and(|h| h.exists(cgroups_path))

@@ -489,6 +489,7 @@ fn start(
         })
     };
     crate::cgroups::check_device_filter_prerequisites().map_err(Failure::farm)?;
+    crate::cgroups::prepare_parents(&Layout::cgroups_path(&record.id)).map_err(Failure::farm)?;
     let mut created = container::create(
         &record.id,
         &layout.run_root(),

@@ -54,13 +54,15 @@ async fn speedtest(url: &str, limit: Duration) -> Result<Link> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .build()?;
-    let start = Instant::now();
     let answer = client
         .get(url)
         .send()
         .await?
         .error_for_status()
         .with_context(|| format!("speed test download from {url}"))?;
+    // The clock starts with the answer's headers: the bytes' rate, not the server's
+    // time to answer (a slow server took the whole limit before its first byte).
+    let start = Instant::now();
     let mut body = answer.bytes_stream();
     let mut down = 0u64;
     while start.elapsed() < limit {
