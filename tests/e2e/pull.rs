@@ -214,3 +214,176 @@ fn zstd_layer_image_pulls_and_unpacks() {
     assert_record_matches(&record, &image, None);
     assert_trees_eq(&farm.merged_tree(&record), &expected_shifted(&image));
 }
+
+/// A layer of `count` files of `size` bytes each under `big/`, from a fixed-seed xorshift
+/// (incompressible, so its gzip blob is as big as its tar and takes a while to dribble).
+fn incompressible_layer(count: usize, size: usize) -> LayerBuilder {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut layer = LayerBuilder::new().dir("big", 0o755, 0, 0);
+    for n in 0..count {
+        let mut data = Vec::with_capacity(size);
+        while data.len() < size {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            data.extend_from_slice(&state.to_le_bytes());
+        }
+        data.truncate(size);
+        layer = layer.file(&format!("big/f{n:02}"), 0o644, 0, 0, &data);
+    }
+    layer
+}
+
+/// `snapshots/tmp-*` folders whose `fs/big` holds at least one file: a streaming unpack of
+/// the big layer that has written part of it.
+fn partial_big_unpacks(farm: &Farm) -> Vec<std::path::PathBuf> {
+    farm.snapshots()
+        .into_iter()
+        .filter(|name| name.starts_with("tmp-"))
+        .map(|name| farm.root().join("snapshots").join(name))
+        .filter(|dir| {
+            std::fs::read_dir(dir.join("fs/big")).is_ok_and(|mut entries| entries.next().is_some())
+        })
+        .collect()
+}
+
+#[test]
+fn kill_9_during_streaming_unpack_leaves_nothing_a_later_pull_or_run_uses() {
+    use crate::support::containers::RunFarm;
+    use crate::support::{hex_of, sha256_digest};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let registry = TestRegistry::anonymous();
+    let big = incompressible_layer(32, 128 << 10);
+    let image = Image::oci_with_config(
+        {
+            let mut layers = crate::support::containers::probe_layers();
+            layers.push(Layer::new(big.clone(), Compression::Gzip, false));
+            layers
+        },
+        crate::support::containers::probe_config(),
+    );
+    let top = image.layers.last().unwrap().clone();
+    Pusher::new(&registry.host()).push_image("e2e/streamkill", Some("1"), &image);
+    // 16 KiB every 25 ms: the 4 MiB layer takes about 6 s to arrive.
+    let slow = Proxy::start(
+        &registry.host(),
+        ProxyOptions {
+            throttle: Some((16 * 1024, Duration::from_millis(25))),
+            ..Default::default()
+        },
+    );
+    let reference = format!("{}/e2e/streamkill:1", slow.host());
+    let mut child = farm
+        .command(&["pull", &reference])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill only once the big layer's unpack has written files while its blob is still
+    // arriving: that is a streaming unpack, not a download followed by an unpack.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let partial = loop {
+        let partial = partial_big_unpacks(&farm);
+        if !partial.is_empty() {
+            break partial;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the slow pull ended before its unpack could be caught half-way"
+        );
+        assert!(Instant::now() < deadline, "no streaming unpack seen");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let sent = slow.blob_bytes();
+    assert!(
+        sent < top.blob.len() as u64,
+        "killed before the layer's last byte ({sent} of {} sent)",
+        top.blob.len()
+    );
+    assert!(
+        !farm.blob_path(&top.digest).exists(),
+        "the layer's blob was not complete, it is not in the store"
+    );
+    // The killed unpack's folder is still there (nothing ran since). Poison it: were it
+    // ever renamed into place or read by a container, the poison would show.
+    for dir in &partial {
+        assert!(dir.is_dir(), "kill -9 leaves {}", dir.display());
+        std::fs::write(dir.join("fs/big/poison"), b"half-written snapshot\n").unwrap();
+    }
+    let chains: Vec<String> = crate::support::chain_ids(
+        &image
+            .layers
+            .iter()
+            .map(|l| l.diff_id.clone())
+            .collect::<Vec<_>>(),
+    );
+    let top_chain = hex_of(chains.last().unwrap()).to_owned();
+    assert!(
+        !farm.snapshots().contains(&top_chain),
+        "no snapshot of the half-unpacked layer"
+    );
+    // The next command that opens the store with no other at work deletes the dead pull's
+    // folders (their pid is gone).
+    assert!(
+        farm.images()
+            .iter()
+            .all(|r| !r["name"].as_str().unwrap_or("").contains("streamkill")),
+        "a killed pull records no image"
+    );
+    for dir in &partial {
+        assert!(!dir.exists(), "the next command repaired {}", dir.display());
+    }
+
+    let fast = Proxy::start(&registry.host(), ProxyOptions::default());
+    let reference = format!("{}/e2e/streamkill:1", fast.host());
+    farm.run(&["pull", &reference]).assert_ok();
+    let gets = fast.blob_gets(&top.digest);
+    assert!(
+        !gets.is_empty() && gets.iter().all(|g| g.header("range").is_some()),
+        "the next pull resumes the partial blob with Range: {gets:#?}"
+    );
+    let record = farm.record(&reference);
+    assert_record_matches(&record, &image, None);
+    assert_trees_eq(&farm.merged_tree(&record), &expected_shifted(&image));
+    farm.assert_blobs_verify();
+
+    // farm run sees the whole layer, byte for byte, and not the poison.
+    let script = "cd /big && /bin/busybox sha256sum f* && \
+                  if [ -e poison ]; then echo POISONED; else echo clean; fi";
+    let run = farm.run_container(&["--rm"], &reference, &["/bin/busybox", "sh", "-c", script]);
+    run.assert_ok();
+    let mut want = String::new();
+    for entry in big.entries.iter() {
+        if let crate::support::images::Entry::File { path, data, .. } = entry {
+            let name = path.strip_prefix("big/").unwrap();
+            want.push_str(&format!("{}  {name}\n", hex_of(&sha256_digest(data))));
+        }
+    }
+    want.push_str("clean\n");
+    assert_eq!(run.stdout, want, "the container's /big: {run:#?}");
+
+    // Nothing partial is left, and prune keeps the image.
+    farm.run(&["prune"]).assert_ok();
+    for name in farm.snapshots() {
+        assert!(
+            name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+            "only committed snapshots are left: {name}"
+        );
+    }
+    assert_eq!(
+        farm.record(&reference)["manifest_digest"],
+        image.manifest_digest.as_str()
+    );
+    assert!(
+        farm.ingest_entries().is_empty(),
+        "ingest leftovers: {:?}",
+        farm.ingest_entries()
+    );
+}

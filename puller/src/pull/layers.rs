@@ -5,9 +5,10 @@
 //! A snapshot is committed only when its blob was verified (size and sha256, by
 //! `content::Ingest::commit`) and the unpack's diff ID matched the config's. A failed
 //! download, a failed check or a drop of the pull abandons the unpack and deletes its
-//! folder; a `kill -9` leaves it as `snapshots/tmp-<pid>-*` (never used, cleaned by the next
-//! prune) and the partial blob in `ingest/`, which the next pull resumes with Range and
-//! unpacks again from byte 0 into a fresh folder.
+//! folder; a `kill -9` leaves it as `snapshots/tmp-<pid>-*` (never used; deleted by the next
+//! command that opens the store while no other is at work, or by prune) and the partial
+//! blob in `ingest/`, which the next pull resumes with Range and unpacks again from byte 0
+//! into a fresh folder.
 
 use std::io::BufReader;
 use std::sync::atomic::Ordering;
@@ -445,9 +446,20 @@ mod tests {
         tar: &[u8],
         restart_after: Option<usize>,
     ) -> (Result<Vec<String>, crate::Error>, Result<(), ContentError>) {
+        let job = job(store, digest, tar);
+        stream_job(store, job, tar, restart_after).await
+    }
+
+    /// [`stream`] with a job made by the caller.
+    async fn stream_job(
+        store: &Arc<Store>,
+        job: UnpackJob,
+        tar: &[u8],
+        restart_after: Option<usize>,
+    ) -> (Result<Vec<String>, crate::Error>, Result<(), ContentError>) {
+        let digest = job.plan.descriptor.digest.clone();
         let mut ingest = store.content.ingest(&digest, tar.len() as u64).unwrap();
         let follower = ingest.follow().unwrap();
-        let job = job(store, digest, tar);
         let unpack = tokio::task::spawn_blocking(move || job.run_streaming(follower));
         if let Some(at) = restart_after {
             ingest.write_all(&tar[..at]).await.unwrap();
@@ -480,6 +492,31 @@ mod tests {
             "no snapshot and no temporary folder: {:?}",
             snapshot_dirs(&store)
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn diff_id_failing_after_all_bytes_extracted_leaves_no_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let tar = layer_tar();
+        // The blob verifies; only the config's diff ID is another layer's.
+        let mut job = job(&store, Digest::of(&tar), &tar);
+        job.plan.expected_diff_id = Digest::of(b"another layer");
+        let (unpacked, committed) = stream_job(&store, job, &tar, None).await;
+        committed.unwrap();
+        let e = unpacked.expect_err("the unpack must not succeed");
+        assert!(
+            matches!(e, crate::Error::Store(StoreError::DiffIdMismatch { .. })),
+            "{e:?}"
+        );
+        assert!(!store.snapshots.exists(&Digest::of(&tar)));
+        assert!(
+            snapshot_dirs(&store).is_empty(),
+            "no snapshot and no temporary folder: {:?}",
+            snapshot_dirs(&store)
+        );
+        // The blob itself was good: it stays in the content store.
+        assert!(store.content.has(&Digest::of(&tar), tar.len() as u64));
     }
 
     #[tokio::test(flavor = "multi_thread")]
