@@ -13,6 +13,7 @@ mod progress;
 mod prune;
 mod pull;
 mod rename;
+mod restart;
 mod rmi;
 mod run;
 mod stats;
@@ -70,6 +71,8 @@ enum Command {
     Inspect(containers::InspectArgs),
     /// Stop containers (the stop signal, then SIGKILL)
     Stop(containers::StopArgs),
+    /// Restart containers (stop, then start the same container again)
+    Restart(restart::RestartArgs),
     /// Send a signal to containers
     Kill(containers::KillArgs),
     /// Remove containers
@@ -147,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Inspect(args) => containers::inspect(&globals, args),
         Command::Stop(args) => containers::stop(&globals, args),
         Command::Kill(args) => containers::kill(&globals, args),
+        Command::Restart(args) => restart::run(&globals, args),
         Command::Rm(args) => containers::rm(&globals, args),
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),

@@ -353,10 +353,25 @@ pub fn parse_signal(text: &str) -> Result<Signal, RuntimeError> {
     name.parse::<Signal>().map_err(|_| bad())
 }
 
+/// Whether `signal` ends the restart policy, as in moby's killWithSignal: SIGKILL, the
+/// container's stop signal, or any signal when it has none of its own.
+fn ends_restarts(record: &ContainerRecord, signal: Signal) -> bool {
+    match record.options.stop_signal.as_deref().map(parse_signal) {
+        Some(Ok(stop_signal)) => signal == Signal::SIGKILL || signal == stop_signal,
+        _ => true,
+    }
+}
+
 /// Send `signal` to the container's init, after checking the pid still is the
-/// container's (its cgroup), so a reused pid is never signalled.
+/// container's (its cgroup), so a reused pid is never signalled. A signal that ends the
+/// container for good (see [`ends_restarts`]) is recorded first, so that its monitor does
+/// not start it again.
 pub fn kill(root: &Path, record: &ContainerRecord, signal: Signal) -> Result<(), RuntimeError> {
     let layout = Layout::new(root);
+    if record.options.restart != crate::options::RestartPolicy::No && ends_restarts(record, signal)
+    {
+        StateStore::open(root)?.set_stop_requested(&record.id, true)?;
+    }
     let not_running = || RuntimeError::Other(format!("container {} is not running", record.name));
     if record.status != Status::Running || !monitor_alive(&layout, &record.id) {
         return Err(not_running());
@@ -395,14 +410,65 @@ pub fn stop(root: &Path, record: &ContainerRecord, timeout: Duration) -> Result<
         .map(parse_signal)
         .transpose()?
         .unwrap_or(Signal::SIGTERM);
-    if kill(root, record, signal).is_err() {
-        return Ok(());
+    let layout = Layout::new(root);
+    // Not running but its monitor alive: between two runs of a restart policy (the monitor
+    // sees the stop request `kill` wrote and exits) or starting it again (killed below).
+    if kill(root, record, signal).is_err() && !monitor_alive(&layout, &record.id) {
+        return reconcile(root);
     }
     if !wait_monitor(root, &record.id, Some(timeout)) {
-        let _ = kill(root, record, Signal::SIGKILL);
+        let current = StateStore::open(root)?.get(&record.id)?;
+        let _ = kill(root, &current, Signal::SIGKILL);
         wait_monitor(root, &record.id, Some(Duration::from_secs(30)));
     }
     reconcile(root)
+}
+
+/// `farm restart` (after the stop) and the start of a stopped container: its record is
+/// `created` again and its `monitor.lock` flocked for the monitor that starts it with the
+/// same id, name, options and writable layer. Refused while a monitor holds the lock, for
+/// `--secret-env` (the values were opened in the first monitor's memory only), and when a
+/// GPU it leased went to another container meanwhile.
+pub fn prepare_start(root: &Path, record: &ContainerRecord) -> Result<OwnedFd, RuntimeError> {
+    let layout = Layout::new(root);
+    let path = layout.monitor_lock(&record.id);
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(path_err(&path))?;
+    let busy = || {
+        RuntimeError::Other(format!(
+            "container {} is running or being started by another farm command",
+            record.name
+        ))
+    };
+    flock(&lock, FlockOperation::NonBlockingLockExclusive).map_err(|_| busy())?;
+    let state = StateStore::open(root)?;
+    let current = state.get(&record.id)?;
+    if current.status != Status::Exited {
+        return Err(busy());
+    }
+    if !current.options.secret_env.is_empty() {
+        return Err(RuntimeError::Other(format!(
+            "cannot start container {} again: its --secret-env values were opened in memory only and are gone; run a new container",
+            record.name
+        )));
+    }
+    let taken = state.active_leases()?;
+    if let Some(gpu) = state
+        .gpus(&record.id)?
+        .into_iter()
+        .find(|gpu| taken.contains(gpu))
+    {
+        if !current.options.gpu.share {
+            return Err(RuntimeError::Other(format!(
+                "cannot start container {} again: its GPU {gpu} is leased to another container now",
+                record.name
+            )));
+        }
+    }
+    state.set_created_again(&record.id)?;
+    Ok(OwnedFd::from(lock))
 }
 
 /// docker rm: refuse a running container unless `force` (then kill it first).

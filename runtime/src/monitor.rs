@@ -30,6 +30,7 @@ use crate::state::{ContainerRecord, Exit, GpuUsage, StateStore};
 use crate::{lifecycle, rootfs};
 
 mod pages;
+mod restart;
 pub(crate) mod tty;
 
 use tty::{console_listener, receive_pty, Terminal};
@@ -50,6 +51,8 @@ pub struct MonitorArgs {
     pub mode: Mode,
     /// `--secret-env` values, received over a pipe (never from the state store).
     pub secret_env: crate::secrets::SecretEnv,
+    /// The inherited, flocked `monitor.lock` (kept across the execs of a restart).
+    pub lock_fd: Option<i32>,
 }
 
 /// Most bytes of container logs kept on disk (plus one rotated file).
@@ -137,6 +140,7 @@ pub fn run(args: MonitorArgs) -> i32 {
             begun_wall,
             record.options.timeout,
             &energy_start,
+            args.lock_fd,
         );
         // Still here: the exec failed; supervise in place.
         let _ = error;
@@ -153,6 +157,7 @@ pub fn run(args: MonitorArgs) -> i32 {
             at: begun_wall,
             timeout,
             energy: energy_start,
+            lock_fd: args.lock_fd.filter(|_| !attached),
         },
     )
 }
@@ -163,6 +168,8 @@ struct Started {
     timeout: Option<Duration>,
     /// NVML energy counters of the leased GPUs at the start (millijoules).
     energy: BTreeMap<String, u64>,
+    /// The flocked `monitor.lock` of a detached monitor (its restart policy needs it).
+    lock_fd: Option<i32>,
 }
 
 /// The rest of the monitor's life: pump, wait, record the exit. The state store is opened
@@ -179,6 +186,7 @@ fn supervise_and_finish(
     let timeout = started.timeout;
     let deadline = timeout.map(|t| Instant::now() + t.saturating_sub(elapsed));
     let status = running.supervise(&mut log, attached, deadline);
+    let timed_out = matches!(status, Ended::TimedOut(_));
     let usage = crate::cgroups::read_usage(&Layout::cgroups_path(id)).unwrap_or_default();
     let (code, error) = match status {
         Ended::Exited(code) => (code, None),
@@ -224,7 +232,19 @@ fn supervise_and_finish(
                     seconds: wall_seconds,
                 })
                 .collect();
-            finish(layout, &state, &record, &exit)
+            let ran = started.at.elapsed().unwrap_or_default();
+            match restart::after_exit(
+                layout,
+                &state,
+                &record,
+                &exit,
+                ran,
+                timed_out,
+                started.lock_fd,
+            ) {
+                restart::After::Exit => finish(layout, &state, &record, &exit),
+                restart::After::Recorded => {}
+            }
         }
         Err(_) => {
             let _ = container::delete(&layout.run_root(), id, &Layout::cgroups_path(id));
@@ -234,7 +254,7 @@ fn supervise_and_finish(
 }
 
 /// argv[1] of the lean supervisor:
-/// `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS TIMEOUT-MS|- ENERGY|-`
+/// `farm __supervise ROOT ID PID OUT-FD ERR-FD BEGUN-MS TIMEOUT-MS|- ENERGY|- LOCK-FD|-`
 /// (ENERGY: `uuid=millijoules,…`, the leased GPUs' counters at the start).
 pub const SUPERVISE_ARG: &str = "__supervise";
 
@@ -247,6 +267,7 @@ fn reexec_supervisor(
     begun_wall: SystemTime,
     timeout: Option<Duration>,
     energy_start: &BTreeMap<String, u64>,
+    lock_fd: Option<i32>,
 ) -> std::io::Error {
     use std::os::unix::process::CommandExt;
     let fd_arg = |fd: &Option<OwnedFd>| -> String {
@@ -280,12 +301,13 @@ fn reexec_supervisor(
                 .collect::<Vec<_>>()
                 .join(",")
         })
+        .arg(lock_fd.map_or("-".to_owned(), |fd| fd.to_string()))
         .exec()
 }
 
 /// The lean supervisor's entry point (`argv[2..]` of [`SUPERVISE_ARG`]); its exit code.
 pub fn supervise_main(args: &[String]) -> i32 {
-    let [root, id, pid, out, err, begun_ms, timeout_ms, energy] = args else {
+    let [root, id, pid, out, err, begun_ms, timeout_ms, energy, lock_fd] = args else {
         eprintln!("farm {SUPERVISE_ARG}: internal command, not for direct use");
         return 125;
     };
@@ -329,6 +351,7 @@ pub fn supervise_main(args: &[String]) -> i32 {
             at: begun_wall,
             timeout,
             energy: energy_start,
+            lock_fd: lock_fd.parse().ok(),
         },
     )
 }

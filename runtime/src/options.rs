@@ -69,6 +69,84 @@ pub struct RunOptions {
     #[serde(with = "opt_duration_secs")]
     pub timeout: Option<Duration>,
     pub gpu: GpuOptions,
+    /// `--restart`: what the monitor of a detached container does when it exits.
+    pub restart: RestartPolicy,
+}
+
+/// docker's `--restart no|on-failure[:N]|always|unless-stopped`, kept by the monitor.
+/// With no daemon there is no boot-time start, so `unless-stopped` acts as `always`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "Name")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max_retries` times (0: without limit).
+    OnFailure {
+        #[serde(rename = "MaximumRetryCount")]
+        max_retries: u32,
+    },
+    Always,
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Whether a container that ended with `code`, after `restarts` restarts so far, is
+    /// started again (moby's restartmanager; a `farm stop` is checked by the caller).
+    pub fn should_restart(self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure { max_retries } => {
+                code != 0 && (max_retries == 0 || restarts < max_retries)
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+
+    /// docker's syntax and messages.
+    fn from_str(text: &str) -> Result<RestartPolicy, String> {
+        let (name, count) = match text.split_once(':') {
+            Some((name, count)) => (name, Some(count)),
+            None => (text, None),
+        };
+        let policy = match name {
+            "" | "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => RestartPolicy::OnFailure { max_retries: 0 },
+            other => {
+                return Err(format!(
+                    "invalid restart policy: unknown policy '{other}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+                ))
+            }
+        };
+        match (policy, count) {
+            (_, None) => Ok(policy),
+            (RestartPolicy::OnFailure { .. }, Some(count)) => {
+                let max_retries: i64 = count.parse().map_err(|_| {
+                    "invalid restart policy format: maximum retry count must be an integer"
+                        .to_owned()
+                })?;
+                if max_retries < 0 {
+                    return Err(
+                        "invalid restart policy: maximum retry count cannot be negative".to_owned(),
+                    );
+                }
+                Ok(RestartPolicy::OnFailure {
+                    max_retries: u32::try_from(max_retries).map_err(|_| {
+                        "invalid restart policy: maximum retry count is too large".to_owned()
+                    })?,
+                })
+            }
+            (_, Some(_)) => Err(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 /// `--gpus`, `--gpu-share`, `--device` (CDI) and where the driver is.
@@ -91,8 +169,11 @@ pub struct GpuOptions {
 pub struct Resources {
     /// `--cpus`: number of CPUs (0.5 = half a core).
     pub cpus: Option<f64>,
-    /// `--memory` in bytes; swap is limited to the same (no swap beyond the limit).
+    /// `--memory` in bytes.
     pub memory: Option<u64>,
+    /// `--memory-swap`: memory plus swap in bytes, `-1` for unlimited swap; `None` (or 0)
+    /// allows no swap beyond `--memory` (docker's default would allow as much again).
+    pub memory_swap: Option<i64>,
     /// `--pids-limit`; `None` or a value <= 0 means unlimited, as docker.
     pub pids_limit: Option<i64>,
     /// `--shm-size` in bytes (docker's default is 64 MiB).
@@ -233,5 +314,51 @@ impl std::str::FromStr for Publish {
             container_port: port(container)?,
             protocol,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RestartPolicy;
+
+    #[test]
+    fn restart_policies_parse_as_docker() {
+        assert_eq!("no".parse(), Ok(RestartPolicy::No));
+        assert_eq!("always".parse(), Ok(RestartPolicy::Always));
+        assert_eq!(
+            "on-failure:5".parse(),
+            Ok(RestartPolicy::OnFailure { max_retries: 5 })
+        );
+        assert_eq!(
+            "on-failure".parse(),
+            Ok(RestartPolicy::OnFailure { max_retries: 0 })
+        );
+        assert!("on-failure:-1"
+            .parse::<RestartPolicy>()
+            .unwrap_err()
+            .contains("cannot be negative"));
+        assert!("always:3"
+            .parse::<RestartPolicy>()
+            .unwrap_err()
+            .contains("only be used with 'on-failure'"));
+        assert!("sometimes"
+            .parse::<RestartPolicy>()
+            .unwrap_err()
+            .contains("unknown policy 'sometimes'"));
+    }
+
+    #[test]
+    fn on_failure_counts_retries_as_moby() {
+        let policy = RestartPolicy::OnFailure { max_retries: 1 };
+        assert!(policy.should_restart(1, 0));
+        assert!(!policy.should_restart(1, 1), "one retry, then it gives up");
+        assert!(
+            !policy.should_restart(0, 0),
+            "a clean exit is not restarted"
+        );
+        let unlimited = RestartPolicy::OnFailure { max_retries: 0 };
+        assert!(unlimited.should_restart(2, 1000));
+        assert!(RestartPolicy::Always.should_restart(0, 7));
+        assert!(!RestartPolicy::No.should_restart(1, 0));
     }
 }

@@ -294,6 +294,7 @@ impl Runtime {
             resources: Resources {
                 cpus: job.cpus,
                 memory: job.memory_bytes,
+                memory_swap: None,
                 pids_limit: job.pids_limit,
                 shm_size: None,
             },

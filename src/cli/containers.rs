@@ -125,6 +125,9 @@ fn status_text(record: &ContainerRecord) -> String {
                 .unwrap_or("?")
                 .replace('T', " ")
         ),
+        (Status::Restarting, exit) => {
+            format!("Restarting ({})", exit.as_ref().map_or(0, |e| e.code))
+        }
         (Status::Exited, Some(exit)) => match &exit.error {
             Some(error) => format!("Exited ({}): {error}", exit.code),
             None => format!("Exited ({})", exit.code),
@@ -148,7 +151,10 @@ pub fn inspect(globals: &Globals, args: InspectArgs) -> Result<u8> {
         match state.get(name) {
             Ok(record) => {
                 let gpus = state.gpus(&record.id).unwrap_or_default();
-                out.push(inspect_json(&record, &gpus))
+                let restarts = state.restarts(&record.id).unwrap_or_default();
+                let mut json = inspect_json(&record, &gpus);
+                json["RestartCount"] = restarts.count.into();
+                out.push(json)
             }
             Err(e) => {
                 eprintln!("farm: {e}");
@@ -297,7 +303,7 @@ pub fn wait(globals: &Globals, args: WaitArgs) -> Result<u8> {
 }
 
 /// Run `action` for each name; report failures on stderr and exit 1 if any.
-fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+pub(super) fn each(names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     let mut failed = false;
     for name in names {
         if let Err(e) = action(name) {
@@ -338,7 +344,6 @@ pub fn monitor(root: &std::path::Path, args: MonitorCliArgs) -> i32 {
     if !args.attach {
         let _ = rustix::process::setsid();
     }
-    let _ = args.lock_fd;
     let secret_env = match args.secrets_fd.map(receive_secrets) {
         Some(Ok(env)) => env,
         Some(Err(e)) => {
@@ -351,6 +356,7 @@ pub fn monitor(root: &std::path::Path, args: MonitorCliArgs) -> i32 {
         secret_env,
         root: root.to_owned(),
         id: args.id,
+        lock_fd: Some(args.lock_fd),
         mode: if args.attach {
             Mode::Attached
         } else {

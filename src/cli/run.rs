@@ -20,7 +20,7 @@ use farm_puller::store::{ImageRecord, Store, StoreError};
 use farm_puller::ImageSource;
 use farm_runtime::lifecycle;
 use farm_runtime::options::{
-    BindMount, NetworkMode, Resources, SeccompMode, SecurityOptions, TmpfsMount,
+    BindMount, NetworkMode, Resources, RestartPolicy, SeccompMode, SecurityOptions, TmpfsMount,
 };
 use farm_runtime::secrets::SecretEnv;
 use farm_runtime::state::ImageRef;
@@ -85,9 +85,16 @@ pub struct RunArgs {
     /// Number of CPUs (0.5 = half a core)
     #[arg(long)]
     cpus: Option<f64>,
-    /// Memory limit (e.g. 512m, 2g); swap is not allowed beyond it
+    /// Memory limit (e.g. 512m, 2g); swap is not allowed beyond it unless --memory-swap
     #[arg(short, long, value_parser = parse_bytes)]
     memory: Option<u64>,
+    /// Memory plus swap (e.g. 1g; equal to --memory: no swap; -1: unlimited swap)
+    #[arg(long = "memory-swap", value_parser = parse_memory_swap, allow_negative_numbers = true)]
+    memory_swap: Option<i64>,
+    /// Restart policy of a detached container: no, on-failure[:MAX-RETRIES], always,
+    /// unless-stopped (kept by its monitor; `farm stop` ends it)
+    #[arg(long, default_value = "no")]
+    restart: farm_runtime::options::RestartPolicy,
     /// Most processes at once (-1 for unlimited)
     #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pids_limit: Option<i64>,
@@ -222,6 +229,27 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
         let _lock = store.lock_shared()?;
         lifecycle::create(&globals.root, image_ref, options.clone())?
     };
+    let mut command = monitor_command(globals, &container.id, &lock)?;
+    let secrets_read_end = secrets_pipe(&secrets, &mut command)?;
+    drop(secrets);
+    if !options.detach {
+        command.arg("--attach");
+        let error = command.exec();
+        bail!("starting the container's monitor: {error}");
+    }
+    let code = spawn_detached(globals, &container.id, command, lock, secrets_read_end)?;
+    if code == 0 {
+        println!("{}", container.id);
+    }
+    Ok(code)
+}
+
+/// `farm __monitor` for container `id`, with the flocked `lock` left open across exec.
+pub(super) fn monitor_command(
+    globals: &Globals,
+    id: &str,
+    lock: &std::os::fd::OwnedFd,
+) -> Result<Command> {
     rustix::io::fcntl_setfd(lock.as_fd(), rustix::io::FdFlags::empty())
         .context("passing the monitor lock")?;
     let exe = std::env::current_exe().context("finding farm's own executable")?;
@@ -231,24 +259,23 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
         .arg(&globals.root)
         .arg("__monitor")
         .arg("--id")
-        .arg(&container.id)
+        .arg(id)
         .arg("--lock-fd")
         .arg(lock.as_raw_fd().to_string());
-    let secrets_read_end = secrets_pipe(&secrets, &mut command)?;
-    drop(secrets);
-    if !options.detach {
-        command.arg("--attach");
-        let error = command.exec();
-        bail!("starting the container's monitor: {error}");
-    }
-    let log = std::fs::File::create(
-        globals
-            .root
-            .join("containers")
-            .join(&container.id)
-            .join("monitor.log"),
-    )
-    .context("creating the monitor's log")?;
+    Ok(command)
+}
+
+/// Spawn the detached monitor of container `id` and wait for its ready line: 0 when the
+/// container runs; otherwise the error is printed and its exit code returned.
+pub(super) fn spawn_detached(
+    globals: &Globals,
+    id: &str,
+    mut command: Command,
+    lock: std::os::fd::OwnedFd,
+    secrets_read_end: Option<std::os::fd::OwnedFd>,
+) -> Result<u8> {
+    let monitor_log = globals.root.join("containers").join(id).join("monitor.log");
+    let log = std::fs::File::create(&monitor_log).context("creating the monitor's log")?;
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -264,7 +291,6 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
         .context("waiting for the container's monitor")?;
     let line = line.trim_end();
     if line.starts_with("ok") {
-        println!("{}", container.id);
         return Ok(0);
     }
     if let Some(rest) = line.strip_prefix("error ") {
@@ -276,12 +302,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Result<u8> {
     lifecycle::reconcile(&globals.root)?;
     Err(anyhow!(
         "the container's monitor ended before starting it; see {}",
-        globals
-            .root
-            .join("containers")
-            .join(&container.id)
-            .join("monitor.log")
-            .display()
+        monitor_log.display()
     ))
 }
 
@@ -437,6 +458,17 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
             "-t with -d is not supported yet: farm has no attach; run in the foreground or drop -t"
         );
     }
+    if args.restart != RestartPolicy::No {
+        if args.rm {
+            bail!("Conflicting options: --restart and --rm");
+        }
+        if !args.detach {
+            bail!("--restart needs -d: farm has no daemon, the monitor of a detached container keeps the policy");
+        }
+        if !args.secret_env.is_empty() {
+            bail!("--restart with --secret-env is not supported yet: the sealed values are opened in the first monitor's memory only");
+        }
+    }
     if !args.publish.is_empty() && network != NetworkMode::Internet {
         bail!("-p needs --network internet (with --network host the container's ports are the host's already; with none there is nothing to reach)");
     }
@@ -464,6 +496,7 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         resources: Resources {
             cpus: args.cpus,
             memory: args.memory,
+            memory_swap: args.memory_swap,
             pids_limit: args.pids_limit,
             shm_size: args.shm_size,
         },
@@ -486,6 +519,7 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         stop_timeout: args.stop_timeout,
         labels,
         timeout: args.timeout,
+        restart: args.restart,
         gpu: farm_runtime::options::GpuOptions {
             gpus: args.gpus.clone(),
             share: args.gpu_share,
@@ -581,6 +615,15 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         return Err(format!("invalid size {text:?}"));
     }
     Ok((value * (1u64 << shift) as f64) as u64)
+}
+
+/// `--memory-swap`: `-1` (unlimited swap) or a size as [`parse_bytes`].
+fn parse_memory_swap(text: &str) -> Result<i64, String> {
+    if text.trim() == "-1" {
+        return Ok(-1);
+    }
+    let bytes = parse_bytes(text)?;
+    i64::try_from(bytes).map_err(|_| format!("invalid size {text:?}: too large"))
 }
 
 /// `30s`, `5m`, `2h`, `1h30m`, `500ms`, or plain seconds.

@@ -115,3 +115,68 @@ fn usage_is_recorded_for_every_run() {
         "it touched 16 MiB, the peak is {peak}: {usage:#}"
     );
 }
+
+/// The swap limit the kernel holds for container `id`, as memory plus swap in bytes
+/// (`None`: unlimited): `memory.memsw.limit_in_bytes` on cgroup v1, `memory.max` +
+/// `memory.swap.max` on v2.
+fn memory_and_swap(id: &str) -> Option<Option<u64>> {
+    let dirs = crate::support::containers::cgroup_dirs(id);
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).ok();
+    for dir in &dirs {
+        if let Some(text) = read(dir.join("memory.memsw.limit_in_bytes")) {
+            let bytes: u64 = text.trim().parse().unwrap();
+            return Some((bytes < 1 << 62).then_some(bytes));
+        }
+        if let (Some(memory), Some(swap)) = (
+            read(dir.join("memory.max")),
+            read(dir.join("memory.swap.max")),
+        ) {
+            if swap.trim() == "max" {
+                return Some(None);
+            }
+            let memory: u64 = memory.trim().parse().unwrap();
+            return Some(Some(memory + swap.trim().parse::<u64>().unwrap()));
+        }
+    }
+    None
+}
+
+#[test]
+fn memory_swap_has_dockers_meaning_in_the_cgroup_files() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let mib = 1u64 << 20;
+    for (name, flags, want) in [
+        ("default", vec![], Some(64 * mib)),
+        ("equal", vec!["--memory-swap", "64m"], Some(64 * mib)),
+        ("larger", vec!["--memory-swap", "192m"], Some(192 * mib)),
+        ("unlimited", vec!["--memory-swap", "-1"], None),
+    ] {
+        let mut options = vec!["--name", name, "--memory", "64m"];
+        options.extend(flags);
+        let id = farm.detach(&options, &farm.probe(), &["sleep", "1000"]);
+        let Some(got) = memory_and_swap(&id) else {
+            crate::support::require(false, "swap accounting (memory.memsw.* or memory.swap.max)");
+            return;
+        };
+        assert_eq!(got, want, "{name}: memory + swap");
+        farm.run(&["rm", "-f", name]).assert_ok();
+    }
+
+    let run = farm.run_probe(&["--memory", "64m", "--memory-swap", "32m"], &["true"]);
+    assert_eq!(run.code, 125, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("Minimum memoryswap limit should be larger than memory limit, see usage"),
+        "{run:#?}"
+    );
+    let run = farm.run_probe(&["--memory-swap", "64m"], &["true"]);
+    assert_eq!(run.code, 125, "{run:#?}");
+    assert!(
+        run.stderr.contains(
+            "You should always set the Memory limit when using Memoryswap limit, see usage"
+        ),
+        "{run:#?}"
+    );
+}

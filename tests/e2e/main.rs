@@ -23,6 +23,7 @@ mod network;
 mod offline;
 mod parity;
 mod pull;
+mod restart;
 mod review;
 mod run;
 mod sandbox;

@@ -90,6 +90,42 @@ pub(crate) fn device_rules() -> Vec<LinuxDeviceCgroup> {
     rules
 }
 
+/// OCI's `memory.swap` (memory plus swap, `-1` unlimited) for `--memory` and
+/// `--memory-swap` with docker's meaning and messages; `None` with no `--memory`.
+/// Without `--memory-swap` farm allows no swap beyond `--memory` (docker would allow as
+/// much swap again: an intended difference, README). libcgroups writes the value to
+/// `memory.memsw.limit_in_bytes` (v1) or `memory.swap - memory` to `memory.swap.max` (v2).
+fn memory_swap(resources: &Resources) -> Result<Option<i64>, SpecError> {
+    let swap = resources.memory_swap.filter(|s| *s != 0);
+    let Some(memory) = resources.memory else {
+        return match swap {
+            Some(s) if s > 0 => Err(SpecError::Invalid(
+                "You should always set the Memory limit when using Memoryswap limit, see usage"
+                    .to_owned(),
+            )),
+            _ => Ok(None),
+        };
+    };
+    if memory < MIN_MEMORY {
+        return Err(SpecError::Invalid(
+            "Minimum memory limit allowed is 6MB".to_owned(),
+        ));
+    }
+    let limit = i64::try_from(memory)
+        .map_err(|_| SpecError::Invalid(format!("memory limit {memory} is too large")))?;
+    match swap {
+        None => Ok(Some(limit)),
+        Some(-1) => Ok(Some(-1)),
+        Some(s) if s < -1 => Err(SpecError::Invalid(format!(
+            "invalid --memory-swap {s}: use -1 (unlimited) or a size"
+        ))),
+        Some(s) if s < limit => Err(SpecError::Invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage".to_owned(),
+        )),
+        Some(s) => Ok(Some(s)),
+    }
+}
+
 /// `linux.resources` for `resources` on a host with `cpus` CPUs.
 pub(crate) fn build(resources: &Resources, cpus: u32) -> Result<LinuxResources, SpecError> {
     let mut builder = LinuxResourcesBuilder::default().devices(device_rules());
@@ -111,19 +147,12 @@ pub(crate) fn build(resources: &Resources, cpus: u32) -> Result<LinuxResources, 
                 .expect("cpu with every field set"),
         );
     }
-    if let Some(memory) = resources.memory {
-        if memory < MIN_MEMORY {
-            return Err(SpecError::Invalid(
-                "Minimum memory limit allowed is 6MB".to_owned(),
-            ));
-        }
-        let limit = i64::try_from(memory)
-            .map_err(|_| SpecError::Invalid(format!("memory limit {memory} is too large")))?;
-        // OCI's swap is memory + swap: the same value leaves no swap beyond the limit.
+    if let Some(swap) = memory_swap(resources)? {
+        let limit = resources.memory.map_or(0, |m| m as i64);
         builder = builder.memory(
             LinuxMemoryBuilder::default()
                 .limit(limit)
-                .swap(limit)
+                .swap(swap)
                 .build()
                 .expect("memory with every field set"),
         );
@@ -174,7 +203,7 @@ mod tests {
                 cpus: Some(1.5),
                 memory: Some(512 << 20),
                 pids_limit: Some(100),
-                shm_size: None,
+                ..Default::default()
             },
             2,
         )
@@ -251,6 +280,49 @@ mod tests {
             2,
         )
         .is_err());
+    }
+
+    #[test]
+    fn memory_swap_has_dockers_meaning_and_messages() {
+        let swap = |memory: Option<u64>, memory_swap: Option<i64>| {
+            build(
+                &Resources {
+                    memory,
+                    memory_swap,
+                    ..Default::default()
+                },
+                2,
+            )
+            .map(|r| r.memory().as_ref().map(|m| (m.limit(), m.swap())))
+            .map_err(|e| e.to_string())
+        };
+        let m = 64i64 << 20;
+        assert_eq!(
+            swap(Some(m as u64), Some(-1)),
+            Ok(Some((Some(m), Some(-1))))
+        );
+        assert_eq!(swap(Some(m as u64), Some(m)), Ok(Some((Some(m), Some(m)))));
+        assert_eq!(
+            swap(Some(m as u64), Some(3 * m)),
+            Ok(Some((Some(m), Some(3 * m))))
+        );
+        assert_eq!(
+            swap(Some(m as u64), None),
+            Ok(Some((Some(m), Some(m)))),
+            "farm's default: no swap beyond --memory"
+        );
+        assert_eq!(
+            swap(Some(m as u64), Some(m - 1)),
+            Err("Minimum memoryswap limit should be larger than memory limit, see usage".into())
+        );
+        assert_eq!(
+            swap(None, Some(m)),
+            Err(
+                "You should always set the Memory limit when using Memoryswap limit, see usage"
+                    .into()
+            )
+        );
+        assert_eq!(swap(None, Some(-1)), Ok(None), "docker ignores -1 alone");
     }
 
     #[test]

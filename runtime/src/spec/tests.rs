@@ -183,6 +183,7 @@ fn spec_serializes_and_round_trips() {
         resources: Resources {
             cpus: Some(2.0),
             memory: Some(1 << 30),
+            memory_swap: None,
             pids_limit: Some(512),
             shm_size: None,
         },
@@ -485,6 +486,7 @@ fn limits_map_to_resources() {
         resources: Resources {
             cpus: Some(0.5),
             memory: Some(256 << 20),
+            memory_swap: None,
             pids_limit: Some(64),
             shm_size: Some(8 << 20),
         },
