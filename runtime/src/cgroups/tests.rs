@@ -350,7 +350,7 @@ fn live_v2_cgroup_kill_on_the_unified_hierarchy() {
     };
     let hierarchies = Hierarchies::from_mounts(vec![unified.clone()]);
     let cgroup = TestCgroup::create(&hierarchies, "v2");
-    let mut child = held("sleep 100");
+    let mut child = held("exec sleep 100"); // one process: sh becomes sleep (a forked sleep raced the listing)
     cgroup.join("", child.id());
     release(&mut child);
     assert_eq!(
