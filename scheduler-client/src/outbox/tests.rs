@@ -25,7 +25,6 @@ fn report(id: &str, state: JobState) -> Report {
         exit: None,
         usage: None,
         outputs: None,
-        earnings: None,
     }
 }
 
