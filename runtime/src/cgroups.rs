@@ -220,7 +220,7 @@ impl Hierarchies {
     }
 
     /// The cgroup's folder in the v1 hierarchy of `controller`, when mounted.
-    fn v1_dir(&self, controller: &str, relative: &Path) -> Option<PathBuf> {
+    pub(crate) fn v1_dir(&self, controller: &str, relative: &Path) -> Option<PathBuf> {
         self.mounts
             .iter()
             .find(|mount| mount.has_v1_controller(controller))
@@ -228,7 +228,7 @@ impl Hierarchies {
     }
 
     /// The cgroup's folder in the unified hierarchy, when mounted.
-    fn v2_dir(&self, relative: &Path) -> Option<PathBuf> {
+    pub(crate) fn v2_dir(&self, relative: &Path) -> Option<PathBuf> {
         self.mounts
             .iter()
             .find(|mount| mount.kind == MountKind::V2)

@@ -36,14 +36,13 @@ pub struct CgroupFacts {
 
 /// The facts of this host.
 pub fn collect(version: CgroupVersion) -> CgroupFacts {
-    let hierarchies = Hierarchies::system().ok();
-    let mounts = hierarchies.map(|h| h.mounts().to_vec()).unwrap_or_default();
+    let empty = Hierarchies::from_mounts(Vec::new());
+    let hierarchies = Hierarchies::system().unwrap_or(&empty);
+    let mounts = hierarchies.mounts();
     let (controllers, probe) = match version {
         CgroupVersion::V2 => {
-            let root = mounts
-                .iter()
-                .find(|m| m.kind == MountKind::V2)
-                .map(|m| m.path.clone())
+            let root = hierarchies
+                .v2_dir(Path::new(""))
                 .unwrap_or_else(|| "/sys/fs/cgroup".into());
             let text = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
             (words(&text), root)
@@ -59,10 +58,8 @@ pub fn collect(version: CgroupVersion) -> CgroupFacts {
                 .collect();
             all.sort();
             all.dedup();
-            let probe = mounts
-                .iter()
-                .find(|m| matches!(&m.kind, MountKind::V1 { controllers, .. } if controllers.iter().any(|c| c == "memory")))
-                .map(|m| m.path.clone())
+            let probe = hierarchies
+                .v1_dir("memory", Path::new(""))
                 .unwrap_or_else(|| "/sys/fs/cgroup/memory".into());
             (all, probe)
         }
