@@ -301,16 +301,16 @@ pub async fn reconcile(worker: &Arc<Worker>) -> Result<(), WorkerError> {
                     grace: Duration::ZERO,
                 };
                 worker.record(&job.lease, stop_change(&stop, None))?;
-                let id = match &view {
-                    ContainerView::Exited { id } | ContainerView::Running { id } => {
-                        Some(id.as_str())
-                    }
-                    ContainerView::Missing => None,
-                };
-                clean_up(worker, &job.lease, id).await;
+                clean_up(worker, &job.lease, view.id()).await;
                 continue;
             }
-            Decision::Restart => Start::Fresh,
+            Decision::Restart => {
+                // A container made but never run holds the job's name: it goes first.
+                if let ContainerView::NeverStarted { id } = &view {
+                    clean_up(worker, &job.lease, Some(id)).await;
+                }
+                Start::Fresh
+            }
             Decision::Adopt { id } => Start::Adopt(id),
             Decision::Finish { id } => Start::Finish(id),
         };

@@ -17,13 +17,31 @@ pub enum ContainerView {
     Exited {
         id: String,
     },
+    /// Its container was made but its process never ran: the worker (which starts the
+    /// monitor) died between the two, and the runtime's repair recorded it exited.
+    NeverStarted {
+        id: String,
+    },
+}
+
+impl ContainerView {
+    /// The container's id, when there is a container.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ContainerView::Missing => None,
+            ContainerView::Running { id }
+            | ContainerView::Exited { id }
+            | ContainerView::NeverStarted { id } => Some(id),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// The final report is queued: the outbox delivers it; nothing else to do.
     Deliver,
-    /// It never started: run it from the pull on.
+    /// It never started: run it from the pull on (after removing a container that was
+    /// made but never ran, when there is one).
     Restart,
     /// Its container runs under its monitor: watch it again.
     Adopt { id: String },
@@ -43,6 +61,8 @@ pub fn decide(job: &JobRow, container: &ContainerView, rebooted: bool) -> Decisi
     };
     match container {
         ContainerView::Running { id } => Decision::Adopt { id: id.clone() },
+        // Nothing of the job ran, so running it now runs it once (reboot or not).
+        ContainerView::NeverStarted { .. } => Decision::Restart,
         ContainerView::Exited { .. } | ContainerView::Missing if rebooted => {
             if job.phase == JobState::Running || job.container_id.is_some() {
                 restarted()
@@ -127,6 +147,18 @@ mod tests {
             let d = decide(
                 &job(JobState::Pulling, None),
                 &ContainerView::Missing,
+                rebooted,
+            );
+            assert_eq!(d, Decision::Restart);
+        }
+    }
+
+    #[test]
+    fn a_job_whose_container_never_ran_starts_again() {
+        for rebooted in [false, true] {
+            let d = decide(
+                &job(JobState::Accepted, None),
+                &ContainerView::NeverStarted { id: "c".into() },
                 rebooted,
             );
             assert_eq!(d, Decision::Restart);

@@ -328,6 +328,9 @@ impl Runtime {
             Err(_) => return Ok(ContainerView::Missing),
         };
         Ok(match record.status {
+            Status::Exited if record.started_at.is_none() => {
+                ContainerView::NeverStarted { id: record.id }
+            }
             Status::Exited => ContainerView::Exited { id: record.id },
             _ => ContainerView::Running { id: record.id },
         })
