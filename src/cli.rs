@@ -16,6 +16,7 @@ mod rename;
 mod restart;
 mod rmi;
 mod run;
+mod save;
 mod stats;
 mod tag;
 mod top;
@@ -89,6 +90,8 @@ enum Command {
     Rename(rename::RenameArgs),
     /// Copy files or folders between a running container and the host
     Cp(cp::CpArgs),
+    /// Write images to a docker-archive tarball (what `docker load` reads)
+    Save(save::SaveArgs),
     /// Give an image another name (no content is copied)
     Tag(tag::TagArgs),
     /// Show the processes of a running container
@@ -159,6 +162,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Rename(args) => rename::run(&globals, args),
         Command::Cp(args) => cp::run(&globals, args),
         Command::Tag(args) => tag::run(&globals, args),
+        Command::Save(args) => save::run(&globals, args),
         Command::Top(args) => top::run(&globals, args),
         Command::Monitor(_) | Command::Exec(_) | Command::TestCoordinator(_) => {
             unreachable!("these run through run_sync")
