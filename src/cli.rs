@@ -88,7 +88,7 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Rename a container
     Rename(rename::RenameArgs),
-    /// Copy files or folders between a running container and the host
+    /// Copy files or folders between a container (running or stopped) and the host
     Cp(cp::CpArgs),
     /// Write images to a docker-archive tarball (what `docker load` reads)
     Save(save::SaveArgs),
@@ -137,6 +137,20 @@ pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
             }
         }),
         Command::Exec(args) => Ok(exec::run(&cli.root.unwrap_or_else(default_root), args)),
+        // Single-threaded: a stopped container's root is mounted in a private namespace.
+        Command::Cp(args) => {
+            let globals = Globals {
+                root: cli.root.unwrap_or_else(default_root),
+                insecure: cli.insecure_registries,
+            };
+            Ok(match cp::run(&globals, args) {
+                Ok(code) => code.into(),
+                Err(e) => {
+                    eprintln!("farm: {}", render_error(&e));
+                    EXIT_FARM_ERROR.into()
+                }
+            })
+        }
         _ => Err(Box::new(cli)),
     }
 }
@@ -160,11 +174,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Worker(args) => worker::run(&globals, args).await,
         Command::Stats(args) => stats::run(&globals, args),
         Command::Rename(args) => rename::run(&globals, args),
-        Command::Cp(args) => cp::run(&globals, args),
         Command::Tag(args) => tag::run(&globals, args),
         Command::Save(args) => save::run(&globals, args),
         Command::Top(args) => top::run(&globals, args),
-        Command::Monitor(_) | Command::Exec(_) | Command::TestCoordinator(_) => {
+        Command::Monitor(_) | Command::Exec(_) | Command::Cp(_) | Command::TestCoordinator(_) => {
             unreachable!("these run through run_sync")
         }
         Command::Pull(args) => pull::run(&globals, args).await,
