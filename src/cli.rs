@@ -16,6 +16,7 @@ mod rename;
 mod restart;
 mod rmi;
 mod run;
+mod save;
 mod stats;
 mod tag;
 mod top;
@@ -87,8 +88,10 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Rename a container
     Rename(rename::RenameArgs),
-    /// Copy files or folders between a running container and the host
+    /// Copy files or folders between a container (running or stopped) and the host
     Cp(cp::CpArgs),
+    /// Write images to a docker-archive tarball (what `docker load` reads)
+    Save(save::SaveArgs),
     /// Give an image another name (no content is copied)
     Tag(tag::TagArgs),
     /// Show the processes of a running container
@@ -134,6 +137,20 @@ pub fn run_sync(cli: Cli) -> Result<i32, Box<Cli>> {
             }
         }),
         Command::Exec(args) => Ok(exec::run(&cli.root.unwrap_or_else(default_root), args)),
+        // Single-threaded: a stopped container's root is mounted in a private namespace.
+        Command::Cp(args) => {
+            let globals = Globals {
+                root: cli.root.unwrap_or_else(default_root),
+                insecure: cli.insecure_registries,
+            };
+            Ok(match cp::run(&globals, args) {
+                Ok(code) => code.into(),
+                Err(e) => {
+                    eprintln!("farm: {}", render_error(&e));
+                    EXIT_FARM_ERROR.into()
+                }
+            })
+        }
         _ => Err(Box::new(cli)),
     }
 }
@@ -157,10 +174,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Worker(args) => worker::run(&globals, args).await,
         Command::Stats(args) => stats::run(&globals, args),
         Command::Rename(args) => rename::run(&globals, args),
-        Command::Cp(args) => cp::run(&globals, args),
         Command::Tag(args) => tag::run(&globals, args),
+        Command::Save(args) => save::run(&globals, args),
         Command::Top(args) => top::run(&globals, args),
-        Command::Monitor(_) | Command::Exec(_) | Command::TestCoordinator(_) => {
+        Command::Monitor(_) | Command::Exec(_) | Command::Cp(_) | Command::TestCoordinator(_) => {
             unreachable!("these run through run_sync")
         }
         Command::Pull(args) => pull::run(&globals, args).await,

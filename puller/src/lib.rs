@@ -13,6 +13,7 @@ pub mod offline;
 pub mod pull;
 pub mod reference;
 pub mod registry;
+pub mod save;
 pub mod scrub;
 pub mod secret;
 pub mod snapshots;

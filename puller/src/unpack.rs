@@ -6,7 +6,7 @@
 mod dirs;
 mod header;
 mod root;
-mod stream;
+pub(crate) mod stream;
 mod xattr;
 
 use std::borrow::Cow;

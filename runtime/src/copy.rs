@@ -1,6 +1,8 @@
-//! `farm cp` between a running container and the host. Every container path is resolved
-//! from one fd of the container's root (its init's `/proc/<pid>/root`, so volumes and
-//! farm's binds are seen as inside) with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS),
+//! `farm cp` between a container and the host. Every container path is resolved from one
+//! fd of the container's root (a running container's: its init's `/proc/<pid>/root`, so
+//! volumes and farm's binds are seen as inside; a stopped one's: its overlay, mounted again
+//! in this process's private mount namespace while its `monitor.lock` is held, so nothing
+//! starts it meanwhile; binds are not mounted then) with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS),
 //! and every entry below is opened from its parent's fd with O_NOFOLLOW: a symlink the
 //! container swaps in at any moment resolves inside the container, never on the host (the
 //! docker cp CVE-2018-15664 race). Ownership goes through the container's id range:
@@ -31,21 +33,27 @@ fn err(context: impl std::fmt::Display) -> impl FnOnce(Errno) -> RuntimeError {
     }
 }
 
-/// The running container's root and id range.
+/// The container's root and id range.
 struct Container {
     root: OwnedFd,
     uid: u32,
     gid: u32,
     size: u32,
+    /// A stopped container's flocked `monitor.lock`, held while its root is used.
+    _lock: Option<std::fs::File>,
 }
 
 impl Container {
     fn open(root: &Path, record: &ContainerRecord) -> Result<Container, RuntimeError> {
         let layout = Layout::new(root);
+        if record.status == Status::Exited && !crate::lifecycle::monitor_alive(&layout, &record.id)
+        {
+            return Container::open_stopped(&layout, record);
+        }
         let check = || -> Result<i32, RuntimeError> {
             let not_running = || {
                 RuntimeError::Other(format!(
-                    "container {} is not running: farm cp works on running containers only yet; start one from the same image or copy before it stops",
+                    "container {} is between two states (being started or restarted): try again",
                     record.name
                 ))
             };
@@ -73,6 +81,45 @@ impl Container {
             uid: record.ids.uid,
             gid: record.ids.gid,
             size: record.ids.size,
+            _lock: None,
+        })
+    }
+
+    /// A stopped container's root: its `monitor.lock` taken (no monitor may start it while
+    /// it is copied from or to), then its overlay mounted as the monitor mounts it, in a
+    /// mount namespace of this process alone (the mount goes when the process ends). The
+    /// process must be single-threaded.
+    fn open_stopped(layout: &Layout, record: &ContainerRecord) -> Result<Container, RuntimeError> {
+        let path = layout.monitor_lock(&record.id);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| RuntimeError::Path {
+                path: path.clone(),
+                source,
+            })?;
+        let busy = || {
+            RuntimeError::Other(format!(
+                "container {} is being started by another farm command: try again",
+                record.name
+            ))
+        };
+        rfs::flock(&lock, rfs::FlockOperation::NonBlockingLockExclusive).map_err(|_| busy())?;
+        let current = crate::state::StateStore::open(layout.root())?.get(&record.id)?;
+        if current.status != Status::Exited {
+            return Err(busy());
+        }
+        crate::rootfs::private_mount_namespace()?;
+        let dir = layout.container(&record.id);
+        let rootfs = crate::rootfs::mount(&dir, &current.image.layers, &current.ids)?;
+        let fd = rfs::open(&rootfs, OFlags::PATH | DIR, Mode::empty())
+            .map_err(err("opening the container's root filesystem"))?;
+        Ok(Container {
+            root: fd,
+            uid: current.ids.uid,
+            gid: current.ids.gid,
+            size: current.ids.size,
+            _lock: Some(lock),
         })
     }
 

@@ -130,3 +130,73 @@ fn cp_never_follows_a_symlink_out_of_the_container_even_when_swapped() {
     let run = farm.run(&["exec", "box", "head", "-1", "/etc/passwd"]);
     assert!(run.stdout.starts_with("root:"), "{run:#?}");
 }
+
+#[test]
+fn cp_works_on_a_stopped_container_inside_its_rootfs() {
+    let Some(farm) = RunFarm::new() else {
+        return;
+    };
+    let secret_dir = farm.dir.path().join("secret");
+    std::fs::create_dir(&secret_dir).unwrap();
+    std::fs::write(secret_dir.join("marker"), "HOST SECRET\n").unwrap();
+    let script = format!(
+        "mkdir /out && echo made > /out/file && chown 1000:1000 /out/file && ln -s {} /out/via",
+        secret_dir.display()
+    );
+    farm.run_probe(&["--name", "box"], &["sh", "-c", &script])
+        .assert_ok();
+    assert_eq!(farm.inspect("box")["State"]["Status"], "exited");
+
+    let host = farm.dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    farm.run(&["cp", "box:/out/file", host.join("file").to_str().unwrap()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(host.join("file")).unwrap(),
+        "made\n"
+    );
+    let meta = std::fs::metadata(host.join("file")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (1000, 1000),
+        "ids as the container saw them"
+    );
+
+    // The symlink to a host path resolves inside the container's root, where it is missing.
+    let run = farm.run(&[
+        "cp",
+        "box:/out/via/marker",
+        host.join("m").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 125, "{run:#?}");
+    assert!(!host.join("m").exists(), "{run:#?}");
+    let payload = farm.dir.path().join("payload");
+    std::fs::write(&payload, "payload\n").unwrap();
+    let _ = farm.run(&["cp", payload.to_str().unwrap(), "box:/out/via/pwned"]);
+    assert!(
+        !secret_dir.join("pwned").exists(),
+        "nothing written on the host"
+    );
+
+    // Copied in: into the container's writable layer, owned by its root.
+    farm.run(&["cp", payload.to_str().unwrap(), "box:/in.txt"])
+        .assert_ok();
+    let inspect = farm.inspect("box");
+    let id = inspect["Id"].as_str().unwrap();
+    let upper = farm.root().join("containers").join(id).join("upper/in.txt");
+    assert_eq!(std::fs::read_to_string(&upper).unwrap(), "payload\n");
+    assert_eq!(
+        u64::from(std::fs::metadata(&upper).unwrap().uid()),
+        inspect["IdMap"]["Uid"].as_u64().unwrap()
+    );
+    farm.run(&["cp", "box:/in.txt", host.join("back").to_str().unwrap()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(host.join("back")).unwrap(),
+        "payload\n"
+    );
+    assert!(
+        crate::support::containers::mounts_under(&farm.root()).is_empty(),
+        "the overlay was mounted in farm cp's own namespace only"
+    );
+}

@@ -27,6 +27,7 @@ mod restart;
 mod review;
 mod run;
 mod sandbox;
+mod save;
 mod secrets;
 mod stats;
 mod store;

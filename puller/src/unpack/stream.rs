@@ -13,7 +13,7 @@ use crate::image::Compression;
 const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Wrap `reader` in the decoder `compression` names.
-pub(super) fn decompress<'a, R: Read + 'a>(
+pub(crate) fn decompress<'a, R: Read + 'a>(
     reader: R,
     compression: Compression,
 ) -> io::Result<Box<dyn Read + 'a>> {
