@@ -13,6 +13,7 @@ pub mod earnings;
 mod job;
 pub mod lease;
 mod logship;
+pub mod metrics;
 pub mod outbox;
 mod outputs;
 pub mod policy;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::protocol::{idempotency_key, JobState, Lease, LogStream, Report};
+use farm_trust::record::{Countersignature, SignedRecord};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -75,7 +76,25 @@ CREATE TABLE earnings (
     signed TEXT NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE earnings ADD COLUMN countersignature TEXT;
+"#,
 ];
+
+/// The stored record's text with its countersignature, when there is one, put in.
+fn with_countersignature(signed: String, counter: Option<String>) -> String {
+    let Some(counter) = counter.and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+    else {
+        return signed;
+    };
+    match serde_json::from_str::<serde_json::Value>(&signed) {
+        Ok(mut value) => {
+            value["countersignature"] = counter;
+            value.to_string()
+        }
+        Err(_) => signed,
+    }
+}
 
 /// A lease the worker holds (or held, until its final report is acknowledged).
 #[derive(Debug, Clone, PartialEq)]
@@ -207,12 +226,48 @@ impl Outbox {
     pub fn earnings(&self, since_ms: u64) -> Result<Vec<String>, OutboxError> {
         let mut statement = self
             .conn
-            .prepare("SELECT signed FROM earnings WHERE ended_ms >= ?1 ORDER BY ended_ms, lease_id")
+            .prepare("SELECT signed, countersignature FROM earnings WHERE ended_ms >= ?1 ORDER BY ended_ms, lease_id")
             .map_err(self.err())?;
         let rows = statement
-            .query_map(params![since_ms as i64], |r| r.get::<_, String>(0))
+            .query_map(params![since_ms as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
             .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+        let rows = rows.collect::<Result<Vec<_>, _>>().map_err(self.err())?;
+        Ok(rows
+            .into_iter()
+            .map(|(signed, counter)| with_countersignature(signed, counter))
+            .collect())
+    }
+
+    /// The signed earnings record of the job a report (by idempotency key) belongs to.
+    pub fn earnings_of_report(&self, key: &str) -> Result<Option<SignedRecord>, OutboxError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT e.signed FROM earnings e JOIN reports r ON r.lease_id = e.lease_id WHERE r.idempotency_key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Keep the coordinator's countersignature of a job's earnings record.
+    pub fn countersigned(
+        &self,
+        lease_id: &str,
+        counter: &Countersignature,
+    ) -> Result<(), OutboxError> {
+        let text = serde_json::to_string(counter).unwrap_or_default();
+        self.conn
+            .execute(
+                "UPDATE earnings SET countersignature = ?2 WHERE lease_id = ?1",
+                params![lease_id, text],
+            )
+            .map(|_| ())
+            .map_err(self.err())
     }
 
     /// Record a state change of a job and queue its report, together.
@@ -224,9 +279,14 @@ impl Outbox {
     /// transaction: a final report is never queued without it, nor it without the report.
     pub fn record_with_earnings(
         &mut self,
-        report: Report,
-        earnings: Option<String>,
+        mut report: Report,
+        earnings: Option<SignedRecord>,
     ) -> Result<(), OutboxError> {
+        let earnings = earnings.map(|signed| {
+            let text = serde_json::to_string(&signed).unwrap_or_default();
+            report.earnings = Some(signed);
+            text
+        });
         let path = self.path.clone();
         let sql_err = move |source| OutboxError::Sqlite { path, source };
         let tx = self.conn.transaction().map_err(sql_err.clone())?;

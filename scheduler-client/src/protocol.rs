@@ -247,6 +247,10 @@ pub struct Report {
     pub usage: Option<Usage>,
     #[serde(default)]
     pub outputs: Option<OutputsInfo>,
+    /// A final report with usage: the node's signed usage and earnings record, which the
+    /// coordinator countersigns in its answer (`countersigned`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earnings: Option<farm_trust::record::SignedRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

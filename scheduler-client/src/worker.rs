@@ -18,6 +18,7 @@ use crate::protocol::*;
 use crate::runtime::Runtime;
 use crate::transport::{backoff, Transport, TransportError};
 use crate::WorkerError;
+use farm_trust::record::Countersignature;
 
 /// Why a job is being stopped by the worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,8 +142,7 @@ impl Worker {
             held.state = report.state;
         }
         let earnings = crate::earnings::record(&self.node_id, lease, &report, &self.prices)
-            .map(|record| farm_trust::record::sign(&self.identity, record))
-            .and_then(|signed| serde_json::to_string(&signed).ok());
+            .map(|record| farm_trust::record::sign(&self.identity, record));
         self.outbox().record_with_earnings(report, earnings)?;
         self.reports_ready.notify_one();
         Ok(())
@@ -477,7 +477,35 @@ impl Worker {
         if let Err(e) = self.outbox().ack(&done) {
             eprintln!("farm worker: {e}");
         }
+        for counter in answer.countersigned {
+            self.keep_countersignature(&counter.idempotency_key, &counter.countersignature);
+        }
         Ok(())
+    }
+
+    /// The coordinator's countersignature of a finished job's earnings: kept when it
+    /// verifies (with the pinned coordinator key, when one is pinned), else logged.
+    fn keep_countersignature(&self, key: &str, counter: &Countersignature) {
+        let outbox = self.outbox();
+        let Ok(Some(mut signed)) = outbox.earnings_of_report(key) else {
+            eprintln!(
+                "farm worker: a countersignature for report {key}, which has no earnings record"
+            );
+            return;
+        };
+        signed.countersignature = Some(counter.clone());
+        let pinned = self.config.coordinator_key.as_ref();
+        match farm_trust::record::verify_countersignature(&signed, pinned) {
+            Ok(_) => {
+                let lease = signed.record["lease_id"].as_str().unwrap_or_default();
+                if let Err(e) = outbox.countersigned(lease, counter) {
+                    eprintln!("farm worker: {e}");
+                }
+            }
+            Err(e) => {
+                eprintln!("farm worker: the countersignature of report {key} is refused: {e}")
+            }
+        }
     }
 
     /// Until every report is acknowledged or `limit` passes.
@@ -537,6 +565,14 @@ struct ReportAnswer {
     acked: Vec<String>,
     #[serde(default)]
     refused: Vec<Refused>,
+    #[serde(default)]
+    countersigned: Vec<Countersigned>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Countersigned {
+    idempotency_key: String,
+    countersignature: Countersignature,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -580,6 +616,7 @@ impl Change {
             exit: self.exit,
             usage: self.usage,
             outputs: self.outputs,
+            earnings: None,
         }
     }
 }

@@ -27,8 +27,15 @@ pub struct EarningsArgs {
 #[derive(Debug, Subcommand)]
 enum EarningsCommand {
     /// Check exported records (a JSON array or one record per line): every signature
-    /// and key; exit 1 naming each record that fails
-    Verify { file: PathBuf },
+    /// and key, and the coordinator's countersignature where there is one; exit 1 naming
+    /// each record that fails
+    Verify {
+        file: PathBuf,
+        /// The coordinator's Ed25519 public key (base64url): every record must be
+        /// countersigned by it
+        #[arg(long, value_name = "KEY")]
+        coordinator_key: Option<String>,
+    },
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -68,8 +75,12 @@ fn since_ms(since: Option<&str>) -> Result<u64> {
 }
 
 pub fn run(globals: &Globals, args: EarningsArgs) -> Result<u8> {
-    if let Some(EarningsCommand::Verify { file }) = args.command {
-        return verify(&file);
+    if let Some(EarningsCommand::Verify {
+        file,
+        coordinator_key,
+    }) = args.command
+    {
+        return verify(&file, coordinator_key.as_deref());
     }
     let outbox = Outbox::open(&globals.root)?;
     let records: Vec<SignedRecord> = outbox
@@ -134,7 +145,16 @@ fn print_table(records: &[SignedRecord]) {
     );
 }
 
-fn verify(file: &PathBuf) -> Result<u8> {
+fn verify(file: &PathBuf, coordinator_key: Option<&str>) -> Result<u8> {
+    let pinned: Option<[u8; 32]> = match coordinator_key {
+        None => None,
+        Some(text) => Some(
+            farm_trust::b64::decode_any(text, "--coordinator-key")
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .context("--coordinator-key is not a base64url Ed25519 public key (32 bytes)")?,
+        ),
+    };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let records: Vec<SignedRecord> = match serde_json::from_str(&text) {
@@ -154,11 +174,24 @@ fn verify(file: &PathBuf) -> Result<u8> {
     let mut failed = 0;
     for (i, signed) in records.iter().enumerate() {
         let lease = signed.record["lease_id"].as_str().unwrap_or("?");
-        match record::verify(signed) {
-            Ok(()) => println!(
-                "ok      record {} ({lease}) signed by {}",
+        let checked = record::verify(signed)
+            .and_then(|()| record::verify_countersignature(signed, pinned.as_ref()));
+        match checked {
+            Ok(None) if pinned.is_some() => {
+                failed += 1;
+                println!(
+                    "FAILED  record {} ({lease}): not countersigned by the coordinator",
+                    i + 1
+                );
+            }
+            Ok(counter) => println!(
+                "ok      record {} ({lease}) signed by {}, {}",
                 i + 1,
-                signed.signature.keyid
+                signed.signature.keyid,
+                counter.map_or("not countersigned".to_owned(), |k| format!(
+                    "countersigned by {}",
+                    farm_trust::b64::url(&k)
+                ))
             ),
             Err(e) => {
                 failed += 1;

@@ -31,6 +31,11 @@ struct RunArgs {
     /// The worker config: coordinator URLs, labels, reserve, max jobs, drain timeout
     #[arg(long, short, default_value = "/etc/farm/worker.conf")]
     config: PathBuf,
+    /// Serve Prometheus metrics (GET /metrics) on this address: running jobs, CPU,
+    /// memory, GPU seconds, bytes and credits earned. Off by default; keep it on loopback
+    /// unless you mean to expose it.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +84,11 @@ async fn run_worker(globals: &Globals, args: RunArgs) -> Result<u8> {
         .extend(globals.insecure.iter().cloned());
     let exe = std::env::current_exe().context("finding farm's own executable")?;
     let worker = worker::Worker::new(globals.root.clone(), exe, config)?;
+    if let Some(addr) = args.metrics {
+        let bound = farm_scheduler_client::metrics::serve(globals.root.clone(), addr)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        eprintln!("farm worker: metrics on http://{bound}/metrics");
+    }
     eprintln!(
         "farm worker: node {} taking jobs from {}",
         worker.node_id(),

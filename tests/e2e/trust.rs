@@ -306,6 +306,7 @@ fn signed_worker(
     farm: &crate::support::containers::RunFarm,
     seed: [u8; 32],
     pinned: [u8; 32],
+    extra: &[&str],
 ) -> (
     farm_scheduler_client::testcoord::Coordinator,
     crate::support::containers::Spawned,
@@ -326,7 +327,10 @@ fn signed_worker(
         ),
     )
     .unwrap();
-    let worker = farm.spawn(&["worker", "run", "--config", &config.to_string_lossy()]);
+    let config = config.to_string_lossy().into_owned();
+    let mut args = vec!["worker", "run", "--config", &config];
+    args.extend_from_slice(extra);
+    let worker = farm.spawn(&args);
     (coordinator, worker)
 }
 
@@ -341,7 +345,7 @@ fn every_worker_request_is_signed_and_answers_must_carry_the_pinned_key() {
     };
     let seed = [3u8; 32];
     let (coordinator, worker) =
-        signed_worker(&farm, seed, farm_trust::httpsig::public_key_of(&seed));
+        signed_worker(&farm, seed, farm_trust::httpsig::public_key_of(&seed), &[]);
     let job = JobSpec {
         image: farm.probe(),
         command: vec!["true".into()],
@@ -383,7 +387,7 @@ fn every_worker_request_is_signed_and_answers_must_carry_the_pinned_key() {
     let Some(other) = crate::support::containers::RunFarm::new() else {
         return;
     };
-    let (coordinator, worker) = signed_worker(&other, seed, [9u8; 32]);
+    let (coordinator, worker) = signed_worker(&other, seed, [9u8; 32], &[]);
     let lease = coordinator.submit(JobSpec {
         image: other.probe(),
         command: vec!["true".into()],
@@ -478,14 +482,41 @@ const VERIFY_EARNINGS: &str = r#"
 import base64, json, sys, rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 d = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+coordinator = sys.argv[2] if len(sys.argv) > 2 else None
 for signed in json.load(open(sys.argv[1])):
     key = Ed25519PublicKey.from_public_bytes(d(signed["signature"]["public_key"]))
     key.verify(d(signed["signature"]["value"]), rfc8785.dumps(signed["record"]))
+    if coordinator:
+        counter = signed["countersignature"]
+        assert counter["public_key"] == coordinator, "countersigned by another key"
+        acked = {"record": signed["record"], "signature": signed["signature"]}
+        Ed25519PublicKey.from_public_bytes(d(coordinator)).verify(
+            d(counter["value"]), rfc8785.dumps(acked))
     print(signed["record"]["credits"]["total"])
 "#;
 
+/// One scrape of a Prometheus text endpoint: metric name to value.
+fn scrape(addr: &str) -> std::collections::BTreeMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: farm\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 #[test]
-fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() {
+fn earnings_records_are_signed_countersigned_and_exposed_as_metrics() {
     if !python_prereqs() {
         return;
     }
@@ -497,15 +528,28 @@ fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() 
         "[prices]\ncpu_hour = 3600.0\nmemory_gb_hour = 36000.0\n",
     )
     .unwrap();
-    use farm_scheduler_client::testcoord::{Coordinator, Settings};
-    let coordinator = Coordinator::with_settings("127.0.0.1:0", Settings::default()).unwrap();
-    let config = farm.dir.path().join("worker.conf");
-    std::fs::write(&config, format!("coordinator = {}\n", coordinator.url())).unwrap();
-    let worker = farm.spawn(&["worker", "run", "--config", &config.to_string_lossy()]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let seed = [5u8; 32];
+    let coordinator_key = farm_trust::b64::url(&farm_trust::httpsig::public_key_of(&seed));
+    let (coordinator, worker) = signed_worker(
+        &farm,
+        seed,
+        farm_trust::httpsig::public_key_of(&seed),
+        &["--metrics", &metrics],
+    );
     // It pays the farmer's floors (an offer below them is refused).
     let job = farm_scheduler_client::protocol::JobSpec {
         image: farm.probe(),
-        command: vec!["true".into()],
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done".into(),
+        ],
         offer: Some(farm_scheduler_client::protocol::Prices {
             cpu_hour: 3600.0,
             memory_gb_hour: 36000.0,
@@ -517,16 +561,28 @@ fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() 
     let done = coordinator.wait_for(std::time::Duration::from_secs(60), |s| {
         s.final_report(&lease).cloned()
     });
+    let stderr = || std::fs::read_to_string(&worker.stderr).unwrap_or_default();
+    let done = done.unwrap_or_else(|| panic!("{}", stderr()));
     assert!(
-        done.is_some(),
-        "{}",
-        std::fs::read_to_string(&worker.stderr).unwrap_or_default()
+        done.earnings.is_some(),
+        "the final report carries no earnings record"
     );
+    // The countersignature arrives with the acknowledgement; the outbox then empties.
+    let countersigned = crate::support::containers::wait_for(
+        "the countersigned earnings record",
+        std::time::Duration::from_secs(30),
+        || {
+            let out = farm.run(&["earnings", "--json"]);
+            out.stdout
+                .contains("countersignature")
+                .then_some(out.stdout)
+        },
+        stderr,
+    );
+    let seen = scrape(&metrics);
     drop(worker);
 
-    let export = farm.run(&["earnings", "--json"]);
-    export.assert_ok();
-    let records: serde_json::Value = serde_json::from_str(&export.stdout).unwrap();
+    let records: serde_json::Value = serde_json::from_str(&countersigned).unwrap();
     assert_eq!(records.as_array().unwrap().len(), 1, "{records}");
     let total = records[0]["record"]["credits"]["total"].as_f64().unwrap();
     assert!(
@@ -534,11 +590,34 @@ fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() 
         "a job with usage and prices earned nothing: {records}"
     );
     assert_eq!(records[0]["record"]["lease_id"], lease.as_str());
+    assert_eq!(seen["farm_jobs_finished_total"], 1.0, "{seen:?}");
+    assert_eq!(seen["farm_jobs_running"], 0.0, "{seen:?}");
+    assert!(
+        (seen["farm_credits_earned_total"] - total).abs() < 1e-9,
+        "{seen:?} vs {total}"
+    );
+    assert!(seen["farm_cpu_seconds_total"] > 0.0, "{seen:?}");
     let file = farm.dir.path().join("earnings.json");
-    std::fs::write(&file, &export.stdout).unwrap();
+    std::fs::write(&file, &countersigned).unwrap();
     let path = file.to_string_lossy().into_owned();
-    farm.run(&["earnings", "verify", &path]).assert_ok();
-    let python_total: f64 = py(VERIFY_EARNINGS, &[&path]).unwrap().parse().unwrap();
+    let ok = farm.run(&[
+        "earnings",
+        "verify",
+        &path,
+        "--coordinator-key",
+        &coordinator_key,
+    ]);
+    ok.assert_ok();
+    assert!(
+        ok.stdout
+            .contains(&format!("countersigned by {coordinator_key}")),
+        "{}",
+        ok.stdout
+    );
+    let python_total: f64 = py(VERIFY_EARNINGS, &[&path, &coordinator_key])
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(python_total, total);
     let table = farm.run(&["earnings"]);
     table.assert_ok();
@@ -547,12 +626,14 @@ fn earnings_records_are_signed_verify_with_rfc8785_and_one_changed_byte_fails() 
         "{}",
         table.stdout
     );
+    // Another coordinator key: refused.
+    let other = farm_trust::b64::url(&[3u8; 32]);
+    let run = farm.run(&["earnings", "verify", &path, "--coordinator-key", &other]);
+    assert_eq!(run.code, 1, "{run:#?}");
 
     // One changed byte of the record: both farm and the independent check refuse it.
-    let text = export
-        .stdout
-        .replacen("\"lease_id\": \"", "\"lease_id\": \"X", 1);
-    assert_ne!(text, export.stdout);
+    let text = countersigned.replacen("\"lease_id\": \"", "\"lease_id\": \"X", 1);
+    assert_ne!(text, countersigned);
     std::fs::write(&file, text).unwrap();
     let run = farm.run(&["earnings", "verify", &path]);
     assert_eq!(run.code, 1, "{run:#?}");

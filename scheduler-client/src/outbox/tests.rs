@@ -25,6 +25,7 @@ fn report(id: &str, state: JobState) -> Report {
         exit: None,
         usage: None,
         outputs: None,
+        earnings: None,
     }
 }
 

@@ -87,6 +87,7 @@ fn reports_round_trip_and_keys_name_the_change() {
             ..Default::default()
         }),
         outputs: None,
+        earnings: None,
     };
     assert_eq!(report.idempotency_key, "l1:3:exited");
     let text = serde_json::to_string(&report).unwrap();

@@ -276,8 +276,15 @@ impl State {
     pub fn reports(&mut self, batch: ReportBatch) -> Reply {
         let mut acked = Vec::new();
         let mut refused = Vec::new();
+        let mut countersigned = Vec::new();
         for report in batch.reports {
             let key = report.idempotency_key.clone();
+            if let Some(counter) = self.countersign(&batch.node_id, &report) {
+                countersigned.push(serde_json::json!({
+                    "idempotency_key": key,
+                    "countersignature": counter,
+                }));
+            }
             let count = self.key_counts.entry(key.clone()).or_default();
             *count += 1;
             if *count > 1 {
@@ -306,8 +313,31 @@ impl State {
             self.reports.push(report);
             acked.push(key);
         }
-        let answer = serde_json::json!({ "acked": acked, "refused": refused });
+        let answer = serde_json::json!({
+            "acked": acked,
+            "refused": refused,
+            "countersigned": countersigned,
+        });
         (200, ok_answer(&answer))
+    }
+
+    /// A final report's earnings record, countersigned when this coordinator signs and
+    /// the record verifies as the sending node's (a repeated report is countersigned
+    /// again: the first answer may have been lost).
+    fn countersign(
+        &self,
+        node_id: &str,
+        report: &Report,
+    ) -> Option<farm_trust::record::Countersignature> {
+        let seed = self.settings.signing_seed?;
+        let signed = report
+            .earnings
+            .as_ref()
+            .filter(|_| report.state.is_final())?;
+        let valid = farm_trust::record::verify(signed).is_ok()
+            && signed.signature.keyid == node_id
+            && signed.record["lease_id"] == report.lease_id.as_str();
+        valid.then(|| farm_trust::record::countersign(&seed, signed))
     }
 
     /// Both streams of the lease's logs ended (eof received).
