@@ -168,4 +168,27 @@ mod tests {
         resigned.signature.value = sign(&id, serde_json::json!({})).signature.value;
         assert!(verify_countersignature(&resigned, None).is_err());
     }
+
+    #[test]
+    fn a_record_verifies_after_a_trip_through_json_text_whatever_its_floats() {
+        // The coordinator re-canonicalizes what it parsed from the wire: every f64 must
+        // parse back to the same bits (serde_json's float_roundtrip), or a record of
+        // usage figures fails to verify now and then.
+        let dir = tempfile::tempdir().unwrap();
+        let (id, _) = Identity::init(dir.path()).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let figures: Vec<f64> = (0..2000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 11) as f64 / (1u64 << 53) as f64 * 3600.0
+            })
+            .collect();
+        let signed = sign(&id, serde_json::json!({ "usage": figures }));
+        let text = serde_json::to_string(&signed).unwrap();
+        let parsed: SignedRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.record, signed.record);
+        verify(&parsed).unwrap();
+    }
 }
