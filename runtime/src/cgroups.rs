@@ -167,6 +167,29 @@ pub fn prepare_parents(cgroups_path: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// No swap beyond the memory limit on cgroup v2: `memory.swap.max` = 0. The spec says so
+/// (memory + swap = memory), but libcgroups 0.7 skips writing a 0, which left swap
+/// unlimited (found by the cgroup v2 lane). v1 needs nothing: libcgroups writes
+/// `memory.memsw.limit_in_bytes`. Without swap accounting the file is absent: nothing to do.
+pub fn forbid_swap(cgroups_path: &Path) -> Result<(), CgroupError> {
+    let hierarchies = Hierarchies::system()?;
+    if hierarchies.version() != CgroupVersion::V2 {
+        return Ok(());
+    }
+    let Some(dir) = hierarchies.v2_dir(&relative(cgroups_path)?) else {
+        return Ok(());
+    };
+    let file = dir.join("memory.swap.max");
+    match std::fs::write(&file, "0") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CgroupError::Io {
+            path: file.to_string_lossy().into_owned(),
+            source,
+        }),
+        Ok(()) => Ok(()),
+    }
+}
+
 /// Whether the cgroup exists in at least one hierarchy.
 pub fn exists(cgroups_path: &Path) -> bool {
     Hierarchies::system().is_ok_and(|h| h.exists(cgroups_path))

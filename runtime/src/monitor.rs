@@ -529,6 +529,9 @@ fn start(
     let pid = created
         .pid()
         .ok_or_else(|| Failure::farm("libcontainer gave no pid for the container"))?;
+    if crate::spec::allows_no_swap(&record.options.resources) {
+        crate::cgroups::forbid_swap(&Layout::cgroups_path(&record.id)).map_err(Failure::farm)?;
+    }
     if let Some(view) = &proc_view {
         crate::sandbox::procview::install(pid, view).map_err(Failure::farm)?;
     }

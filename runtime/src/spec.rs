@@ -31,7 +31,7 @@ use oci_spec::runtime::{
 pub use exec::check_executable;
 pub use mounts::DEFAULT_SHM_SIZE;
 pub use process::{merged as merged_env, DEFAULT_PATH};
-pub use resources::{CPU_PERIOD, MIN_MEMORY};
+pub use resources::{allows_no_swap, CPU_PERIOD, MIN_MEMORY};
 
 use crate::options::{NetworkMode, RunOptions};
 use crate::sandbox::capabilities::{self, CapabilityError};

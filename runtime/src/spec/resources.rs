@@ -126,6 +126,13 @@ fn memory_swap(resources: &Resources) -> Result<Option<i64>, SpecError> {
     }
 }
 
+/// Whether the container may use no swap at all beyond its memory (memory + swap =
+/// memory): what the monitor must enforce by hand on cgroup v2 (`cgroups::forbid_swap`).
+pub fn allows_no_swap(resources: &Resources) -> bool {
+    let limit = resources.memory.and_then(|m| i64::try_from(m).ok());
+    limit.is_some() && matches!(memory_swap(resources), Ok(swap) if swap == limit)
+}
+
 /// `linux.resources` for `resources` on a host with `cpus` CPUs.
 pub(crate) fn build(resources: &Resources, cpus: u32) -> Result<LinuxResources, SpecError> {
     let mut builder = LinuxResourcesBuilder::default().devices(device_rules());
@@ -280,6 +287,23 @@ mod tests {
             2,
         )
         .is_err());
+    }
+
+    #[test]
+    fn only_a_swap_equal_to_memory_means_no_swap() {
+        let no_swap = |memory: Option<u64>, memory_swap: Option<i64>| {
+            allows_no_swap(&Resources {
+                memory,
+                memory_swap,
+                ..Resources::default()
+            })
+        };
+        let m = 64 << 20;
+        assert!(no_swap(Some(m), None));
+        assert!(no_swap(Some(m), Some(m as i64)));
+        assert!(!no_swap(Some(m), Some(2 * m as i64)));
+        assert!(!no_swap(Some(m), Some(-1)));
+        assert!(!no_swap(None, None));
     }
 
     #[test]
