@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use farm_runtime::gpu::nvml::{Gpu, NO_DRIVER};
 use farm_runtime::info::HostInfo;
@@ -60,16 +60,25 @@ async fn speedtest(url: &str, limit: Duration) -> Result<Link> {
         .await?
         .error_for_status()
         .with_context(|| format!("speed test download from {url}"))?;
-    // The clock starts with the answer's headers: the bytes' rate, not the server's
-    // time to answer (a slow server took the whole limit before its first byte).
-    let start = Instant::now();
+    // The clock starts with the body's first bytes: the bytes' rate, not the server's
+    // time to answer (a slow server, or the cgroup v2 lane's emulated VM, took the whole
+    // limit before its first byte, and the figure was 0). The first chunk is not counted.
     let mut body = answer.bytes_stream();
+    match tokio::time::timeout(Duration::from_secs(10), body.next()).await {
+        Ok(Some(chunk)) => drop(chunk?),
+        Ok(None) => bail!("speed test download from {url}: the answer had no body; use a URL that serves a large file"),
+        Err(_) => bail!("speed test download from {url}: no data within 10 s of the answer's headers"),
+    }
+    let start = Instant::now();
     let mut down = 0u64;
     while start.elapsed() < limit {
         match tokio::time::timeout(limit.saturating_sub(start.elapsed()), body.next()).await {
             Ok(Some(chunk)) => down += chunk?.len() as u64,
             _ => break,
         }
+    }
+    if down == 0 {
+        bail!("speed test download from {url}: too little data to time (the body ended, or stalled, after its first bytes); use a URL that serves a file larger than the link carries in --speedtest-seconds");
     }
     let down_secs = start.elapsed().as_secs_f64();
     // Upload: a stream of 64 KiB zero chunks that stops at the time limit.

@@ -224,10 +224,39 @@ fn speedtest_measures_mbps_both_ways_and_info_keeps_them() {
         got > 0.0 && up <= got * 8.0 / 1e6 / 0.5,
         "{up} Mbit/s for {got} bytes"
     );
+    assert!(farm.root().join("speedtest.json").exists());
     let again = farm.run(&["info", "--json"]);
     let kept: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
     assert_eq!(
         kept["link"], *link,
         "the measurement is kept for the worker's registration"
+    );
+}
+
+#[test]
+fn speedtest_against_a_tiny_file_says_it_cannot_time_it() {
+    let farm = Farm::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    // A real HTTP answer with a 2-byte body: nothing to time a link with.
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let run = farm.run(&["info", "--speedtest", &url, "--speedtest-seconds", "1"]);
+    let _ = server.join();
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stderr.contains("too little data to time"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !farm.root().join("speedtest.json").exists(),
+        "a failed measurement is not kept"
     );
 }
